@@ -1,0 +1,1 @@
+"""Alembic migrations of corral's schema: one concern per revision."""

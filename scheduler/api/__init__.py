@@ -1,0 +1,1 @@
+"""The HTTP API (FastAPI): routers for jobs, queues, nodes and agent sync."""

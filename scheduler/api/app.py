@@ -1,0 +1,59 @@
+"""The FastAPI application and its lifespan: the server's loops run beside the API.
+
+With SQLite one server process owns the database file; every loop runs in it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from scheduler import __version__
+from scheduler.api import agent, errors, jobs, nodes, queues
+from scheduler.domain.views import Health
+from scheduler.loops.base import run_loops
+from scheduler.loops.limits import limits_loop
+from scheduler.loops.liveness import liveness_loop
+from scheduler.loops.prune import prune_loop
+from scheduler.loops.schedule import schedule_loop
+from scheduler.services.runtime import Runtime
+
+log = logging.getLogger("corral.server")
+
+
+def create_app(rt: Runtime, *, run_loops_in_app: bool = True) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        rt.notifier.bind(asyncio.get_running_loop())
+        stopping = asyncio.Event()
+        task = None
+        if run_loops_in_app:
+            loops = [schedule_loop(rt), liveness_loop(rt), limits_loop(rt), prune_loop(rt)]
+            task = asyncio.create_task(run_loops(loops, stopping))
+        try:
+            yield
+        finally:
+            stopping.set()
+            if task is not None:
+                await task
+
+    app = FastAPI(
+        title="corral",
+        version=__version__,
+        description="A data-center GPU job scheduler.",
+        lifespan=lifespan,
+    )
+    app.state.runtime = rt
+    errors.install(app)
+    for module in (jobs, queues, nodes, agent):
+        app.include_router(module.router)
+
+    @app.get("/healthz", response_model=Health, tags=["health"])
+    def health() -> Health:
+        return Health(status="ok", version=__version__, database=rt.db.backend)
+
+    return app

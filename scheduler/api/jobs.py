@@ -1,0 +1,71 @@
+"""Job endpoints: submit, list, show, cancel, logs."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Path, Query, Response
+
+from scheduler.api.deps import Auth, RuntimeDep
+from scheduler.domain.spec import JobSpec
+from scheduler.domain.views import ErrorResponse, JobList, JobView, LogChunk
+from scheduler.services import jobs
+
+router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"], responses={401: {"model": ErrorResponse}})
+JobId = Annotated[int, Path(ge=1, le=2**62)]
+
+
+@router.post("", status_code=201, response_model=JobView, responses={422: {"model": ErrorResponse}})
+def submit(
+    spec: JobSpec,
+    rt: RuntimeDep,
+    _: Auth,
+    response: Response,
+    idempotency_key: Annotated[str | None, Header(min_length=1, max_length=128)] = None,
+) -> JobView:
+    view, created = jobs.submit(rt, spec, idempotency_key)
+    if not created:
+        response.status_code = 200
+    return view
+
+
+@router.get("", response_model=JobList)
+def list_jobs(
+    rt: RuntimeDep,
+    _: Auth,
+    status: Annotated[str | None, Query(max_length=200)] = None,
+    queue: Annotated[str | None, Query(max_length=128)] = None,
+    name: Annotated[str | None, Query(max_length=128)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    before_id: Annotated[int | None, Query(ge=1, le=2**62)] = None,
+) -> JobList:
+    statuses = [s.strip() for s in status.split(",") if s.strip()] if status else []
+    return jobs.list_jobs(
+        rt, statuses=statuses, queue=queue, name=name, limit=limit, before_id=before_id
+    )
+
+
+@router.get("/{job_id}", response_model=JobView, responses={404: {"model": ErrorResponse}})
+def show(job_id: JobId, rt: RuntimeDep, _: Auth) -> JobView:
+    return jobs.get_job(rt, job_id)
+
+
+@router.post(
+    "/{job_id}/cancel",
+    response_model=JobView,
+    responses={404: {"model": ErrorResponse}, 409: {"model": ErrorResponse}},
+)
+def cancel(job_id: JobId, rt: RuntimeDep, _: Auth) -> JobView:
+    return jobs.cancel(rt, job_id)
+
+
+@router.get("/{job_id}/logs", response_model=LogChunk, responses={404: {"model": ErrorResponse}})
+def logs(
+    job_id: JobId,
+    rt: RuntimeDep,
+    _: Auth,
+    attempt: Annotated[int | None, Query(ge=1, le=1_000_000)] = None,
+    offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
+    limit_bytes: Annotated[int, Query(ge=1, le=jobs.MAX_LOG_READ_BYTES)] = 1024 * 1024,
+) -> LogChunk:
+    return jobs.read_logs(rt, job_id, attempt, offset, limit_bytes)

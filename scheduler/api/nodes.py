@@ -1,0 +1,33 @@
+"""Node endpoints: list, show, drain, undrain."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from scheduler.api.deps import Auth, RuntimeDep
+from scheduler.domain.views import DrainRequest, ErrorResponse, NodeInfo, NodeList
+from scheduler.services import nodes
+
+router = APIRouter(
+    prefix="/api/v1/nodes", tags=["nodes"], responses={401: {"model": ErrorResponse}}
+)
+
+
+@router.get("", response_model=NodeList)
+def list_nodes(rt: RuntimeDep, _: Auth) -> NodeList:
+    return nodes.list_nodes(rt)
+
+
+@router.get("/{name}", response_model=NodeInfo, responses={404: {"model": ErrorResponse}})
+def show(name: str, rt: RuntimeDep, _: Auth) -> NodeInfo:
+    return nodes.get_node(rt, name)
+
+
+@router.post("/{name}/drain", response_model=NodeInfo, responses={404: {"model": ErrorResponse}})
+def drain(name: str, body: DrainRequest, rt: RuntimeDep, _: Auth) -> NodeInfo:
+    return nodes.set_drained(rt, name, True, body.reason)
+
+
+@router.post("/{name}/undrain", response_model=NodeInfo, responses={404: {"model": ErrorResponse}})
+def undrain(name: str, rt: RuntimeDep, _: Auth) -> NodeInfo:
+    return nodes.set_drained(rt, name, False)

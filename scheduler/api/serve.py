@@ -1,0 +1,47 @@
+"""Run a corral server: prepare the database, record where it listens, serve HTTP."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+
+import uvicorn
+
+from scheduler.api.app import create_app
+from scheduler.paths import server_info_path, write_private
+from scheduler.services.bootstrap import prepare
+from scheduler.services.runtime import Runtime
+from scheduler.settings import ServerSettings
+from scheduler.store.db import Database
+
+log = logging.getLogger("corral.server")
+
+
+def serve(settings: ServerSettings, *, announce: bool = True) -> None:
+    """Blocks until SIGINT/SIGTERM; the loops stop with the server."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.database_url)
+    rt = Runtime(db=db, settings=settings)
+    token_path = prepare(rt)
+    sock = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((settings.host, settings.port))
+    port = sock.getsockname()[1]
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    url = f"http://{'127.0.0.1' if settings.host in ('0.0.0.0', '') else host}:{port}"
+    info = {"url": url, "pid": os.getpid(), "database": db.backend}
+    write_private(server_info_path(settings.data_dir), json.dumps(info) + "\n")
+    if announce:
+        print(
+            f"corral server listening on {url} ({db.backend}); admin token: {token_path}",
+            flush=True,
+        )
+    config = uvicorn.Config(
+        create_app(rt), log_level="warning", access_log=False, timeout_graceful_shutdown=5
+    )
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        db.dispose()

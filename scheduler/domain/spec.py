@@ -1,0 +1,189 @@
+"""What users ask for: the job spec and the queue spec, validated at the boundary.
+
+A ``JobSpec`` comes from a YAML file or from CLI flags; both go through the same
+pydantic model, so an unknown field, a negative GPU count or a malformed duration is
+rejected with the field's name and the reason before anything is stored.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+RESERVED_ENV_PREFIXES = ("CORRAL_",)
+RESERVED_ENV_KEYS = frozenset({"CUDA_VISIBLE_DEVICES", "RAY_ADDRESS"})
+
+_SIZE_UNITS_MIB = {
+    "": 1,
+    "m": 1,
+    "mb": 1,
+    "mib": 1,
+    "g": 1024,
+    "gb": 1024,
+    "gib": 1024,
+    "t": 1024 * 1024,
+    "tb": 1024 * 1024,
+    "tib": 1024 * 1024,
+}
+_DURATION_UNITS_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_size_mib(value: Any) -> Any:
+    """``"16GiB"`` -> 16384; ``512`` stays 512 (MiB). Other values pass to pydantic."""
+    if not isinstance(value, str):
+        return value
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", value)
+    if not match or match.group(2).lower() not in _SIZE_UNITS_MIB:
+        raise ValueError(f"not a size: {value!r} (use e.g. 512M, 16G, 16GiB)")
+    return int(float(match.group(1)) * _SIZE_UNITS_MIB[match.group(2).lower()])
+
+
+def parse_duration_s(value: Any) -> Any:
+    """``"1h30m"`` -> 5400; ``"90"`` -> 90; ``"2d"`` -> 172800. Ints pass through."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip().lower()
+    if text.isdigit():
+        return int(text)
+    parts = re.findall(r"(\d+)\s*([smhd])", text)
+    if not parts or "".join(n + u for n, u in parts) != text.replace(" ", ""):
+        raise ValueError(f"not a duration: {value!r} (use e.g. 90, 45s, 30m, 1h30m, 2d)")
+    return sum(int(n) * _DURATION_UNITS_S[u] for n, u in parts)
+
+
+SizeMiB = Annotated[int, Field(ge=1)]
+Seconds = Annotated[int, Field(ge=1)]
+
+
+class Resources(BaseModel):
+    """What one job needs: ``gpus`` on each of ``nodes`` nodes (a gang: all or none)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    gpus: int = Field(default=1, ge=0, le=64, description="GPUs per node")
+    nodes: int = Field(default=1, ge=1, le=1024, description="number of nodes")
+    gpu_type: str | None = Field(
+        default=None, min_length=1, max_length=64, description="e.g. A100-80GB; any if unset"
+    )
+    gpu_memory_mib: SizeMiB | None = Field(
+        default=None, description="minimum memory of each GPU (MiB, or a size like 40G)"
+    )
+    cpus: float | None = Field(default=None, gt=0, le=4096, description="CPUs per node")
+    memory_mib: SizeMiB | None = Field(
+        default=None, description="host memory per node (MiB, or a size like 64G)"
+    )
+
+    _sizes = field_validator("gpu_memory_mib", "memory_mib", mode="before")(parse_size_mib)
+
+    @property
+    def total_gpus(self) -> int:
+        return self.gpus * self.nodes
+
+
+class JobSpec(BaseModel):
+    """A user's request to run a workload on GPUs."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str | None = Field(default=None, pattern=NAME_RE, description="defaults to argv[0]")
+    queue: str = Field(default="default", pattern=NAME_RE)
+    command: list[str] | str = Field(
+        description="argv list, or a string run by /bin/sh -c", min_length=1
+    )
+    workdir: str | None = Field(
+        default=None, description="absolute directory on the node; the attempt's own if unset"
+    )
+    env: dict[str, str] = Field(default_factory=dict)
+    resources: Resources = Field(default_factory=Resources)
+    priority: int = Field(default=0, ge=-1000, le=1000, description="higher runs first")
+    time_limit_s: Seconds | None = Field(
+        default=None, description="stop the attempt after this long (s, or e.g. 2h)"
+    )
+    max_retries: int = Field(default=0, ge=0, le=100, description="retries after failures")
+    preemptible: bool = Field(default=True, description="may be stopped and requeued")
+    ray: bool = Field(default=False, description="start a per-job Ray cluster")
+    grace_period_s: int = Field(
+        default=30, ge=0, le=3600, description="SIGTERM to SIGKILL, seconds"
+    )
+
+    _duration = field_validator("time_limit_s", mode="before")(parse_duration_s)
+
+    @field_validator("command")
+    @classmethod
+    def _command_not_blank(cls, value: list[str] | str) -> list[str] | str:
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("command is empty")
+        if isinstance(value, list) and (not value or not value[0]):
+            raise ValueError("command is empty")
+        return value
+
+    @field_validator("workdir")
+    @classmethod
+    def _workdir_absolute(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("/"):
+            raise ValueError("workdir must be an absolute path")
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _env_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if not ENV_KEY_RE.match(key):
+                raise ValueError(f"not an environment variable name: {key!r}")
+            if key in RESERVED_ENV_KEYS or key.startswith(RESERVED_ENV_PREFIXES):
+                raise ValueError(f"{key} is set by corral and cannot be given")
+        return value
+
+    @model_validator(mode="after")
+    def _multi_node_needs_gpus(self) -> JobSpec:
+        if self.resources.nodes > 1 and self.resources.gpus == 0:
+            raise ValueError("a multi-node job must ask for GPUs on each node")
+        return self
+
+    def argv(self) -> list[str]:
+        if isinstance(self.command, str):
+            return ["/bin/sh", "-c", self.command]
+        return list(self.command)
+
+    def display_name(self) -> str:
+        if self.name:
+            return self.name
+        first = self.command if isinstance(self.command, str) else self.command[0]
+        word = shlex.split(first)[0] if isinstance(self.command, str) and first.strip() else first
+        base = word.rsplit("/", 1)[-1]
+        cleaned = re.sub(r"[^A-Za-z0-9._-]", "-", base)[:128].lstrip("._-")
+        return cleaned or "job"
+
+
+class QueueSpec(BaseModel):
+    """A fair-share unit (a team or project)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=NAME_RE)
+    weight: float = Field(default=1.0, gt=0, le=1e6)
+    guaranteed_gpus: int = Field(default=0, ge=0)
+    borrow_limit_gpus: int | None = Field(default=None, ge=0)
+    max_gpus: int | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _cap_above_guarantee(self) -> QueueSpec:
+        if self.max_gpus is not None and self.max_gpus < self.guaranteed_gpus:
+            raise ValueError("max_gpus must not be below guaranteed_gpus")
+        return self
+
+
+class QueuePatch(BaseModel):
+    """A partial update of a queue; fields left out keep their value."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    weight: float | None = Field(default=None, gt=0, le=1e6)
+    guaranteed_gpus: int | None = Field(default=None, ge=0)
+    borrow_limit_gpus: int | None = Field(default=None, ge=0)
+    max_gpus: int | None = Field(default=None, ge=0)

@@ -1,0 +1,125 @@
+"""The agent sync protocol: what an agent reports and the desired state it gets back.
+
+Level-triggered and idempotent. Every sync carries the agent's whole actual state
+(node facts, samples, every attempt it still holds); the reply is the node's whole
+desired state. A lost request or reply is repaired by the next sync.
+
+Agent rules, applied to each reply:
+- start every attempt in ``run`` that it does not hold yet;
+- stop (SIGTERM, grace, SIGKILL) every attempt in ``stop``;
+- stop every attempt it holds that is in neither list (the server no longer wants it);
+- forget an ended attempt once it is in neither list and ``log_acks`` covers its log.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_LOG_CHUNK_BYTES = 256 * 1024
+MAX_WAIT_S = 30.0
+
+
+class _Msg(BaseModel):
+    model_config = ConfigDict(extra="forbid", ser_json_bytes="base64", val_json_bytes="base64")
+
+
+class GpuFacts(_Msg):
+    index: int = Field(ge=0, le=1023)
+    uuid: str = Field(min_length=1, max_length=128)
+    name: str = Field(min_length=1, max_length=128, description="e.g. NVIDIA A100-SXM4-80GB")
+    gpu_type: str = Field(min_length=1, max_length=64, description="short type, e.g. A100-80GB")
+    memory_total_mib: int = Field(ge=0)
+
+
+class GpuSample(_Msg):
+    """One reading of one GPU; a field NVML could not read is None."""
+
+    index: int = Field(ge=0, le=1023)
+    utilization_pct: float | None = Field(default=None, ge=0, le=100)
+    memory_used_mib: int | None = Field(default=None, ge=0)
+    temperature_c: float | None = None
+    power_w: float | None = Field(default=None, ge=0)
+    ecc_errors: int | None = Field(default=None, ge=0)
+    healthy: bool = True
+
+
+class HostSample(_Msg):
+    cpu_pct: float | None = Field(default=None, ge=0)
+    memory_used_mib: int | None = Field(default=None, ge=0)
+    load1: float | None = Field(default=None, ge=0)
+
+
+class NodeFacts(_Msg):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+    hostname: str = Field(min_length=1, max_length=255)
+    cpus: int = Field(ge=1)
+    memory_total_mib: int = Field(ge=0)
+    gpus: list[GpuFacts] = Field(default_factory=list, max_length=1024)
+    agent_version: str = Field(default="", max_length=64)
+
+
+class AttemptState(StrEnum):
+    RUNNING = "running"  # its process group is alive
+    STOPPING = "stopping"  # SIGTERM sent, waiting for exit within the grace period
+    EXITED = "exited"  # exited; exit_code is set (negative: killed by that signal)
+    LAUNCH_FAILED = "launch_failed"  # could not be started (bad workdir, no such command)
+
+
+class AttemptReport(_Msg):
+    attempt_id: int = Field(ge=1)
+    state: AttemptState
+    pid: int | None = None
+    exit_code: int | None = None
+    stopped_by_agent: bool = Field(
+        default=False, description="the agent signalled it (a stop), so the exit is not a crash"
+    )
+    message: str = Field(default="", max_length=2000)
+    log_offset: int = Field(default=0, ge=0, description="byte offset of log_data in the log")
+    log_data: bytes = Field(
+        default=b"", max_length=MAX_LOG_CHUNK_BYTES, description="base64 in JSON"
+    )
+
+
+class SyncRequest(_Msg):
+    node: NodeFacts
+    host: HostSample | None = None
+    gpu_samples: list[GpuSample] = Field(default_factory=list, max_length=1024)
+    attempts: list[AttemptReport] = Field(default_factory=list, max_length=10000)
+    wait_s: float = Field(
+        default=0.0, ge=0.0, le=MAX_WAIT_S, description="long poll: hold the reply this long"
+    )
+
+
+class AttemptLaunch(_Msg):
+    attempt_id: int
+    job_id: int
+    attempt_number: int
+    argv: list[str]
+    workdir: str | None = None
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        description="the job's env plus CORRAL_* and CUDA_VISIBLE_DEVICES",
+    )
+    gpu_indices: list[int] = Field(default_factory=list)
+    grace_period_s: int = 30
+    node_rank: int = 0
+    num_nodes: int = 1
+    ray: bool = False
+
+
+class AttemptStop(_Msg):
+    attempt_id: int
+    reason: str
+    grace_period_s: int = 30
+
+
+class SyncReply(_Msg):
+    node_state: str
+    run: list[AttemptLaunch] = Field(default_factory=list)
+    stop: list[AttemptStop] = Field(default_factory=list)
+    log_acks: dict[int, int] = Field(
+        default_factory=dict, description="attempt id -> bytes of its log the server holds"
+    )
+    sync_interval_s: float = 2.0

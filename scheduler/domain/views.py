@@ -1,0 +1,157 @@
+"""What the HTTP API returns: typed views shared by the server and the Python client.
+
+Times are timezone-aware UTC datetimes (ISO 8601 in JSON).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _View(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class ErrorBody(_View):
+    code: str = Field(description="machine-readable, e.g. invalid_spec, not_found, job_finished")
+    message: str = Field(description="one readable sentence")
+    field: str | None = Field(default=None, description="dotted path of the offending field")
+
+
+class ErrorResponse(_View):
+    error: ErrorBody
+
+
+class GpuRefView(_View):
+    node: str
+    index: int
+    uuid: str | None = None
+
+
+class AttemptView(_View):
+    id: int
+    number: int = Field(description="1 for the first attempt of a job, then 2, 3, ...")
+    status: str
+    nodes: list[str] = Field(default_factory=list)
+    gpus: list[GpuRefView] = Field(default_factory=list)
+    created_at: datetime
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    reason: str | None = Field(default=None, description="TerminationReason once ended")
+    exit_code: int | None = None
+    message: str = ""
+    log_bytes: int = 0
+
+
+class EventView(_View):
+    at: datetime
+    kind: str
+    old_status: str | None = None
+    new_status: str | None = None
+    message: str = ""
+
+
+class JobView(_View):
+    id: int
+    name: str
+    queue: str
+    status: str
+    priority: int
+    spec: dict[str, Any]
+    submitted_at: datetime
+    updated_at: datetime
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    attempts_count: int = 0
+    retries_used: int = 0
+    exit_code: int | None = None
+    termination_reason: str | None = None
+    wait_reason: str | None = None
+    wait_message: str | None = None
+    nodes: list[str] = Field(default_factory=list, description="nodes of the live/last attempt")
+    gpus: list[GpuRefView] = Field(default_factory=list, description="GPUs held now")
+    attempts: list[AttemptView] | None = Field(default=None, description="only from show")
+    events: list[EventView] | None = Field(default=None, description="only from show")
+
+
+class JobList(_View):
+    jobs: list[JobView]
+    next_before_id: int | None = Field(
+        default=None, description="pass as before_id for the next (older) page"
+    )
+
+
+class LogChunk(_View):
+    job_id: int
+    attempt: int = Field(description="attempt number")
+    offset: int
+    next_offset: int
+    data: str
+    complete: bool = Field(description="the attempt ended and its whole log is here")
+
+
+class QueueInfo(_View):
+    name: str
+    weight: float
+    guaranteed_gpus: int
+    borrow_limit_gpus: int | None = None
+    max_gpus: int | None = None
+    pending: int = 0
+    running: int = 0
+    allocated_gpus: int = 0
+
+
+class QueueList(_View):
+    queues: list[QueueInfo]
+
+
+class GpuInfo(_View):
+    index: int
+    uuid: str
+    name: str
+    gpu_type: str
+    memory_total_mib: int
+    healthy: bool = True
+    utilization_pct: float | None = None
+    memory_used_mib: int | None = None
+    temperature_c: float | None = None
+    power_w: float | None = None
+    ecc_errors: int | None = None
+    job_id: int | None = None
+    attempt_id: int | None = None
+
+
+class NodeInfo(_View):
+    name: str
+    hostname: str
+    state: str = Field(description="up, drained or lost")
+    drain_reason: str | None = None
+    last_seen_at: datetime | None = None
+    cpus: int
+    memory_total_mib: int
+    gpus_total: int
+    gpus_allocated: int
+    gpus_free: int
+    gpu_types: list[str] = Field(default_factory=list)
+    utilization_pct: float | None = Field(default=None, description="mean over its GPUs")
+    cpu_pct: float | None = None
+    memory_used_mib: int | None = None
+    gpus: list[GpuInfo] | None = Field(default=None, description="only from show")
+
+
+class NodeList(_View):
+    nodes: list[NodeInfo]
+
+
+class DrainRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(default="drained by an operator", min_length=1, max_length=500)
+
+
+class Health(_View):
+    status: str
+    version: str
+    database: str

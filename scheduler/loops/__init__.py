@@ -1,0 +1,1 @@
+"""Periodic duties of the server, each a small loop: schedule, liveness, limits, prune."""

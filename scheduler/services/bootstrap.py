@@ -1,0 +1,53 @@
+"""Server start-up and authentication: schema upgrade, the default queue, the admin token."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from scheduler.domain.errors import Unauthorized
+from scheduler.paths import admin_token_path, read_admin_token, write_private
+from scheduler.services.runtime import Runtime
+from scheduler.store import tokens
+from scheduler.store.db import upgrade
+from scheduler.store.models import utcnow
+from scheduler.store.queues import ensure_default
+
+log = logging.getLogger("corral.server")
+
+
+@dataclass(frozen=True)
+class Principal:
+    name: str
+    role: str
+
+
+def prepare(rt: Runtime) -> Path:
+    """Upgrade the schema, make sure ``default`` exists and an admin token is saved.
+
+    Returns the path of the admin token file. A token is only ever created when the
+    file is missing or its token no longer verifies (the database was replaced).
+    """
+    upgrade(rt.db)
+    path = admin_token_path(rt.settings.data_dir)
+    with rt.db.write() as session:
+        ensure_default(session, utcnow())
+        saved = read_admin_token(rt.settings.data_dir)
+        if saved is None or tokens.verify(session, saved, utcnow()) is None:
+            name = f"admin-{utcnow().strftime('%Y%m%d%H%M%S%f')}"
+            token = tokens.create_token(session, name, "admin", utcnow())
+            write_private(path, token + "\n")
+            log.info("created an admin token; saved to %s (mode 600)", path)
+    return path
+
+
+def authenticate(rt: Runtime, header: str | None) -> Principal:
+    if not header or not header.lower().startswith("bearer "):
+        raise Unauthorized("missing bearer token (Authorization: Bearer TOKEN)")
+    token = header[7:].strip()
+    with rt.db.read() as session:
+        row = tokens.verify(session, token, utcnow())
+        if row is None:
+            raise Unauthorized("unknown, expired or revoked token")
+        return Principal(name=row.name, role=row.role)

@@ -1,0 +1,170 @@
+"""Job use cases: submit (durable before the reply), list, show, cancel, read logs."""
+
+from __future__ import annotations
+
+from sqlalchemy.exc import IntegrityError
+
+from scheduler.domain.errors import Conflict, Invalid, NotFound
+from scheduler.domain.spec import JobSpec
+from scheduler.domain.status import LIVE_ATTEMPT, TERMINAL, JobStatus, TerminationReason
+from scheduler.domain.views import JobList, JobView, LogChunk
+from scheduler.policy import can_ever_fit
+from scheduler.services.runtime import Runtime
+from scheduler.store import jobs as store_jobs
+from scheduler.store.attempts import Effects, request_stop
+from scheduler.store.logs import read_log
+from scheduler.store.models import utcnow
+from scheduler.store.snapshot import node_views, request_of
+from scheduler.store.transitions import transition_job
+from scheduler.store.views import job_detail, job_views, part_for_log
+
+MAX_LOG_READ_BYTES = 4 * 1024 * 1024
+
+
+def submit(rt: Runtime, spec: JobSpec, idempotency_key: str | None = None) -> tuple[JobView, bool]:
+    """Store a new job (committed before this returns); (view, created)."""
+    try:
+        return _submit_once(rt, spec, idempotency_key)
+    except IntegrityError:  # a concurrent submit with the same key won the race
+        if idempotency_key is None:
+            raise
+        return _submit_once(rt, spec, idempotency_key)
+
+
+def _submit_once(rt: Runtime, spec: JobSpec, key: str | None) -> tuple[JobView, bool]:
+    with rt.db.write() as session:
+        if key is not None:
+            existing = store_jobs.find_by_idempotency_key(session, key, spec)
+            if existing is not None:
+                return job_views(session, [existing])[0], False
+        nodes = node_views(session)
+        request = request_of(spec.model_dump(mode="json"))
+        if nodes and not can_ever_fit(request, nodes):
+            raise Invalid(
+                f"no node can ever hold this job ({request.gpus} GPU(s)"
+                f"{' of type ' + request.gpu_type if request.gpu_type else ''} on each of "
+                f"{request.nodes} node(s)); the largest node has "
+                f"{max(len(n.gpus) for n in nodes)} GPU(s)",
+                field="resources",
+                code="unsatisfiable",
+            )
+        row = store_jobs.insert_job(session, spec, now=utcnow(), idempotency_key=key)
+        view = job_views(session, [row])[0]
+    rt.notifier.wake(schedule=True)
+    return view, True
+
+
+def list_jobs(
+    rt: Runtime,
+    *,
+    statuses: list[str],
+    queue: str | None,
+    name: str | None,
+    limit: int,
+    before_id: int | None,
+) -> JobList:
+    try:
+        parsed = [JobStatus(s) for s in statuses]
+    except ValueError:
+        known = ", ".join(s.value for s in JobStatus)
+        raise Invalid(f"unknown status in {statuses}; known: {known}", field="status") from None
+    with rt.db.read() as session:
+        rows, next_before = store_jobs.list_jobs(
+            session, statuses=parsed, queue=queue, name=name, limit=limit, before_id=before_id
+        )
+        return JobList(jobs=job_views(session, rows), next_before_id=next_before)
+
+
+def get_job(rt: Runtime, job_id: int) -> JobView:
+    with rt.db.read() as session:
+        return job_detail(session, store_jobs.get_job(session, job_id))
+
+
+def cancel(rt: Runtime, job_id: int) -> JobView:
+    """Cancel is final: a pending job ends now; a live one is stopped first."""
+    now = utcnow()
+    effects = Effects()
+    with rt.db.write() as session:
+        job = store_jobs.get_job(session, job_id, for_update=True)
+        if job.status in TERMINAL:
+            raise Conflict(
+                f"job {job_id} already ended ({job.status.value})",
+                field="job_id",
+                code="job_finished",
+            )
+        if job.status is JobStatus.PENDING:
+            transition_job(
+                session,
+                job.id,
+                JobStatus.PENDING,
+                JobStatus.CANCELLED,
+                now=now,
+                message="cancelled while pending",
+                ended_at=now,
+                termination_reason=TerminationReason.CANCELLED,
+                wait_reason=None,
+                wait_message=None,
+            )
+        else:
+            attempt = store_jobs.latest_attempt(session, job.id)
+            if attempt is not None and attempt.status in LIVE_ATTEMPT:
+                effects = request_stop(
+                    session,
+                    attempt,
+                    TerminationReason.CANCELLED,
+                    now,
+                    "cancel requested",
+                    override=True,
+                )
+        session.flush()
+        session.refresh(job)
+        view = job_detail(session, job)
+    rt.notifier.notify(effects)
+    return view
+
+
+def read_logs(
+    rt: Runtime, job_id: int, attempt_number: int | None, offset: int, limit_bytes: int
+) -> LogChunk:
+    limit_bytes = max(1, min(limit_bytes, MAX_LOG_READ_BYTES))
+    with rt.db.read() as session:
+        job = store_jobs.get_job(session, job_id)
+        attempts = store_jobs.attempts_of(session, job_id)
+        if attempt_number is None:
+            if not attempts:
+                return LogChunk(
+                    job_id=job_id,
+                    attempt=0,
+                    offset=offset,
+                    next_offset=offset,
+                    data="",
+                    complete=job.status in TERMINAL,
+                )
+            attempt = attempts[-1]
+        else:
+            found = [a for a in attempts if a.number == attempt_number]
+            if not found:
+                raise NotFound(f"job {job_id} has no attempt {attempt_number}", field="attempt")
+            attempt = found[0]
+        part = part_for_log(session, attempt)
+        data = _whole_chars(read_log(session, part, offset, limit_bytes)) if part else b""
+        held = part.log_bytes if part else 0
+        ended = attempt.status not in LIVE_ATTEMPT
+        return LogChunk(
+            job_id=job_id,
+            attempt=attempt.number,
+            offset=offset,
+            next_offset=offset + len(data),
+            data=data.decode("utf-8", errors="replace"),
+            complete=ended and offset + len(data) >= held,
+        )
+
+
+def _whole_chars(data: bytes) -> bytes:
+    """Cut a UTF-8 character split at the end of a page; the next page starts with it."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        if err.reason == "unexpected end of data" and err.start >= len(data) - 3:
+            return data[: err.start]
+    return data

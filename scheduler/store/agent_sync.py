@@ -1,0 +1,205 @@
+"""One agent sync, server side: apply the node's actual state, compute its desired state.
+
+``apply_sync`` runs in one write transaction: node facts, samples, log chunks and the
+attempt reports (running, exited). ``desired_state`` is read after it: every live part
+on the node whose attempt is starting/running is in ``run``; those whose attempt is
+stopping are in ``stop``. A part the agent reported running earlier but no longer
+reports was lost by the agent (it restarted): it ends like a lost node.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from scheduler.domain.spec import JobSpec
+from scheduler.domain.status import AttemptStatus, PartState
+from scheduler.domain.sync import (
+    AttemptLaunch,
+    AttemptReport,
+    AttemptState,
+    AttemptStop,
+    SyncReply,
+    SyncRequest,
+)
+from scheduler.settings import RetrySettings
+from scheduler.store.attempts import (
+    FINAL_PARTS,
+    Effects,
+    live_parts_on_node,
+    mark_running,
+    part_exited,
+    part_lost,
+)
+from scheduler.store.logs import append_log
+from scheduler.store.models import AllocationRow, AttemptPartRow, NodeRow
+from scheduler.store.nodes import record_samples, upsert_node
+from scheduler.store.transitions import record_event
+
+LIVE_ATTEMPTS = (AttemptStatus.STARTING, AttemptStatus.RUNNING)
+
+
+def apply_sync(
+    session: Session, req: SyncRequest, now: datetime, retry: RetrySettings
+) -> tuple[NodeRow, Effects]:
+    node, came_back = upsert_node(session, req.node, now)
+    effects = Effects(schedule=came_back)
+    record_samples(session, node, req.host, req.gpu_samples, now)
+    reported = {r.attempt_id: r for r in req.attempts}
+    parts = _parts_by_attempt(session, node.id, list(reported))
+    for attempt_id, report in reported.items():
+        part = parts.get(attempt_id)
+        if part is not None:
+            effects.merge(_apply_report(session, part, report, now, retry))
+    for part in live_parts_on_node(session, node.id):
+        if part.attempt_id in reported:
+            continue
+        if part.state is PartState.RUNNING:  # the agent forgot a running process
+            effects.merge(part_lost(session, part, now, retry))
+        elif part.attempt.status is AttemptStatus.STOPPING:  # stopped before it ever ran
+            effects.merge(
+                part_exited(
+                    session,
+                    part,
+                    exit_code=None,
+                    launch_failed=False,
+                    stopped_by_agent=True,
+                    message="stopped before it started",
+                    now=now,
+                    retry=retry,
+                )
+            )
+    return node, effects
+
+
+def _parts_by_attempt(
+    session: Session, node_id: int, attempt_ids: list[int]
+) -> dict[int, AttemptPartRow]:
+    if not attempt_ids:
+        return {}
+    stmt = select(AttemptPartRow).where(
+        AttemptPartRow.node_id == node_id, AttemptPartRow.attempt_id.in_(attempt_ids)
+    )
+    return {p.attempt_id: p for p in session.scalars(stmt).unique()}
+
+
+def _apply_report(
+    session: Session,
+    part: AttemptPartRow,
+    report: AttemptReport,
+    now: datetime,
+    retry: RetrySettings,
+) -> Effects:
+    append_log(session, part, report.log_offset, report.log_data)
+    if part.state in FINAL_PARTS:
+        return Effects()
+    if report.state in (AttemptState.RUNNING, AttemptState.STOPPING):
+        if part.state is PartState.PENDING:
+            part.state = PartState.RUNNING
+            part.pid = report.pid
+            part.started_at = now
+            mark_running(session, part.attempt, now)
+        return Effects()
+    launch_failed = report.state is AttemptState.LAUNCH_FAILED
+    if launch_failed:
+        record_event(session, part.attempt.job_id, "launch_failed", report.message, now)
+    return part_exited(
+        session,
+        part,
+        exit_code=report.exit_code,
+        launch_failed=launch_failed,
+        stopped_by_agent=report.stopped_by_agent,
+        message=report.message,
+        now=now,
+        retry=retry,
+    )
+
+
+def desired_state(
+    session: Session, node: NodeRow, req: SyncRequest, checkpoints: Path, interval_s: float
+) -> SyncReply:
+    run: list[AttemptLaunch] = []
+    stop: list[AttemptStop] = []
+    for part in live_parts_on_node(session, node.id):
+        attempt = part.attempt
+        spec = JobSpec.model_validate(attempt.job.spec)
+        if attempt.status in LIVE_ATTEMPTS:
+            run.append(_launch(session, part, spec, checkpoints))
+        else:
+            reason = attempt.stop_reason.value if attempt.stop_reason else "stop"
+            stop.append(
+                AttemptStop(
+                    attempt_id=attempt.id, reason=reason, grace_period_s=spec.grace_period_s
+                )
+            )
+    acks = _log_acks(session, node.id, [r.attempt_id for r in req.attempts])
+    state = "drained" if node.drained else node.state
+    return SyncReply(
+        node_state=state, run=run, stop=stop, log_acks=acks, sync_interval_s=interval_s
+    )
+
+
+def _log_acks(session: Session, node_id: int, attempt_ids: list[int]) -> dict[int, int]:
+    return {a: p.log_bytes for a, p in _parts_by_attempt(session, node_id, attempt_ids).items()}
+
+
+def _launch(
+    session: Session, part: AttemptPartRow, spec: JobSpec, checkpoints: Path
+) -> AttemptLaunch:
+    attempt = part.attempt
+    indices = sorted(
+        session.scalars(
+            select(AllocationRow.gpu_index).where(
+                AllocationRow.attempt_id == attempt.id,
+                AllocationRow.node_id == part.node_id,
+                AllocationRow.released_at.is_(None),
+            )
+        )
+    )
+    head = next(p for p in attempt.parts if p.rank == 0)
+    env = dict(spec.env)
+    env.update(
+        {
+            "CORRAL_JOB_ID": str(attempt.job_id),
+            "CORRAL_JOB_NAME": attempt.job.name,
+            "CORRAL_QUEUE": attempt.job.queue.name,
+            "CORRAL_ATTEMPT": str(attempt.number),
+            "CORRAL_CHECKPOINT_DIR": str(checkpoints / str(attempt.job_id)),
+            "CORRAL_NODE_RANK": str(part.rank),
+            "CORRAL_NUM_NODES": str(len(attempt.parts)),
+            "CORRAL_HEAD_HOST": head.node.hostname,
+            "CUDA_VISIBLE_DEVICES": ",".join(str(i) for i in indices),
+        }
+    )
+    return AttemptLaunch(
+        attempt_id=attempt.id,
+        job_id=attempt.job_id,
+        attempt_number=attempt.number,
+        argv=spec.argv(),
+        workdir=spec.workdir,
+        env=env,
+        gpu_indices=indices,
+        grace_period_s=spec.grace_period_s,
+        node_rank=part.rank,
+        num_nodes=len(attempt.parts),
+        ray=spec.ray,
+    )
+
+
+def needs_action(req: SyncRequest, reply: SyncReply) -> bool:
+    """Whether the agent has something to do now (else the reply may wait: long poll)."""
+    held = {r.attempt_id: r.state for r in req.attempts}
+    run_ids = {launch.attempt_id for launch in reply.run}
+    stop_ids = {s.attempt_id for s in reply.stop}
+    if any(attempt_id not in held for attempt_id in run_ids):
+        return True
+    if any(held.get(attempt_id) is AttemptState.RUNNING for attempt_id in stop_ids):
+        return True
+    alive = (AttemptState.RUNNING, AttemptState.STOPPING)
+    return any(
+        state in alive and attempt_id not in run_ids | stop_ids
+        for attempt_id, state in held.items()
+    )

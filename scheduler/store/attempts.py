@@ -1,0 +1,315 @@
+"""Attempts: created from placements, advanced by agent reports, ended with a reason.
+
+An attempt has one part per node. Its GPUs are released part by part, when that
+part's process is reported gone (or its node is declared lost), so a GPU is never
+handed to a new attempt while an old process may still run on it.
+
+How an attempt ends, given its parts (all exited or lost):
+- a stop was asked (``stop_reason``): that reason, except that parts that all exited 0
+  on their own, unsignalled, mean the work finished: ``succeeded``;
+- otherwise a lost part means ``node_lost``, all zero exit codes mean ``succeeded``.
+A failing part of a multi-node attempt sets ``stop_reason=failed`` and stops the others.
+The job then follows ``TerminationReason.outcome``: done, requeued keeping its place,
+retried with backoff while ``max_retries`` allows, failed, or cancelled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from scheduler.domain.status import (
+    AttemptStatus,
+    JobStatus,
+    Outcome,
+    PartState,
+    TerminationReason,
+)
+from scheduler.settings import RetrySettings
+from scheduler.store.jobs import get_job
+from scheduler.store.models import AllocationRow, AttemptPartRow, AttemptRow, JobRow, NodeRow
+from scheduler.store.transitions import record_event, transition_job
+
+FINAL_PARTS = frozenset({PartState.EXITED, PartState.LOST})
+R = TerminationReason
+
+
+@dataclass
+class Effects:
+    """What a write changed that others must hear about once it has committed."""
+
+    nodes: set[str] = field(default_factory=set)  # agents whose desired state changed
+    schedule: bool = False  # GPUs were freed or jobs became pending: run a cycle
+
+    def merge(self, other: Effects) -> None:
+        self.nodes |= other.nodes
+        self.schedule = self.schedule or other.schedule
+
+
+def create_attempt(
+    session: Session,
+    job: JobRow,
+    nodes: list[NodeRow],
+    gpus: dict[str, list[tuple[int, str]]],
+    now: datetime,
+) -> AttemptRow | None:
+    """Place ``job`` (pending) on ``nodes`` with ``gpus[node] = [(index, uuid)]``.
+
+    Returns None when the job is no longer pending (a lost race). A GPU that is
+    already allocated makes the flush fail with an IntegrityError (the schema's
+    one-live-allocation-per-GPU index); callers run this inside a savepoint.
+    """
+    number = job.attempts_count + 1
+    names = ", ".join(n.name for n in nodes)
+    if not transition_job(
+        session,
+        job.id,
+        JobStatus.PENDING,
+        JobStatus.STARTING,
+        now=now,
+        message=f"attempt {number} placed on {names}",
+        attempts_count=number,
+        wait_reason=None,
+        wait_message=None,
+        not_before=None,
+    ):
+        return None
+    total = sum(len(v) for v in gpus.values())
+    attempt = AttemptRow(
+        job_id=job.id, number=number, status=AttemptStatus.STARTING, created_at=now, gpu_count=total
+    )
+    session.add(attempt)
+    session.flush()
+    for rank, node in enumerate(nodes):
+        session.add(
+            AttemptPartRow(
+                attempt_id=attempt.id, node_id=node.id, rank=rank, state=PartState.PENDING
+            )
+        )
+        for index, uuid in gpus.get(node.name, []):
+            session.add(
+                AllocationRow(
+                    attempt_id=attempt.id,
+                    node_id=node.id,
+                    gpu_index=index,
+                    gpu_uuid=uuid,
+                    created_at=now,
+                )
+            )
+    session.flush()
+    return attempt
+
+
+def release_part(session: Session, part: AttemptPartRow, now: datetime) -> None:
+    session.execute(
+        update(AllocationRow)
+        .where(
+            AllocationRow.attempt_id == part.attempt_id,
+            AllocationRow.node_id == part.node_id,
+            AllocationRow.released_at.is_(None),
+        )
+        .values(released_at=now)
+    )
+
+
+def mark_running(session: Session, attempt: AttemptRow, now: datetime) -> None:
+    """The first part reported its process alive: the attempt and its job run."""
+    if attempt.status is not AttemptStatus.STARTING:
+        return
+    attempt.status = AttemptStatus.RUNNING
+    attempt.started_at = now
+    job = get_job(session, attempt.job_id, for_update=True)
+    transition_job(
+        session,
+        job.id,
+        JobStatus.STARTING,
+        JobStatus.RUNNING,
+        now=now,
+        message=f"attempt {attempt.number} running",
+        started_at=job.started_at or now,
+    )
+
+
+def request_stop(
+    session: Session,
+    attempt: AttemptRow,
+    reason: TerminationReason,
+    now: datetime,
+    message: str,
+    *,
+    override: bool = False,
+) -> Effects:
+    """Ask the agents to stop ``attempt``; the job goes ``stopping``.
+
+    A second stop keeps the first reason unless ``override`` (a cancel wins).
+    """
+    effects = Effects()
+    if attempt.status is AttemptStatus.ENDED:
+        return effects
+    effects.nodes |= {p.node.name for p in attempt.parts if p.state not in FINAL_PARTS}
+    if attempt.status is AttemptStatus.STOPPING:
+        if override and attempt.stop_reason != reason:
+            attempt.stop_reason = reason
+            record_event(session, attempt.job_id, "stop", message, now)
+        return effects
+    previous = JobStatus(attempt.status.value)
+    attempt.status = AttemptStatus.STOPPING
+    attempt.stop_reason = reason
+    transition_job(session, attempt.job_id, previous, JobStatus.STOPPING, now=now, message=message)
+    return effects
+
+
+def part_exited(
+    session: Session,
+    part: AttemptPartRow,
+    *,
+    exit_code: int | None,
+    launch_failed: bool,
+    stopped_by_agent: bool,
+    message: str,
+    now: datetime,
+    retry: RetrySettings,
+) -> Effects:
+    """An agent reported the part's process gone: free its GPUs, maybe end the attempt."""
+    part.state = PartState.EXITED
+    part.exit_code = exit_code
+    part.stopped_by_agent = stopped_by_agent
+    part.message = message[:2000]
+    part.ended_at = now
+    release_part(session, part, now)
+    attempt = part.attempt
+    effects = Effects(schedule=True)
+    if attempt.stop_reason is None:
+        if stopped_by_agent:  # the agent shut down and stopped it: not the job's fault
+            attempt.stop_reason = R.PREEMPTED
+        elif launch_failed:
+            attempt.stop_reason = R.LAUNCH_FAILED
+        elif exit_code != 0:
+            attempt.stop_reason = R.FAILED
+        if attempt.stop_reason is not None and attempt.message == "":
+            attempt.message = message[:2000]
+    others_live = any(p.state not in FINAL_PARTS for p in attempt.parts)
+    if attempt.stop_reason is not None and others_live:
+        effects.merge(request_stop(session, attempt, attempt.stop_reason, now, message))
+    effects.merge(finish_if_done(session, attempt, now, retry))
+    return effects
+
+
+def part_lost(
+    session: Session, part: AttemptPartRow, now: datetime, retry: RetrySettings
+) -> Effects:
+    """The part's node was declared lost: free its GPUs and stop the rest of the gang."""
+    part.state = PartState.LOST
+    part.ended_at = now
+    release_part(session, part, now)
+    attempt = part.attempt
+    effects = Effects(schedule=True)
+    if attempt.stop_reason is None:
+        attempt.stop_reason = R.NODE_LOST
+        attempt.message = f"node {part.node.name} was lost"
+    if any(p.state not in FINAL_PARTS for p in attempt.parts):
+        effects.merge(request_stop(session, attempt, attempt.stop_reason, now, attempt.message))
+    effects.merge(finish_if_done(session, attempt, now, retry))
+    return effects
+
+
+def _final_reason(attempt: AttemptRow) -> TerminationReason:
+    parts = attempt.parts
+    clean = all(
+        p.state is PartState.EXITED and p.exit_code == 0 and not p.stopped_by_agent for p in parts
+    )
+    if clean:
+        return R.SUCCEEDED
+    if attempt.stop_reason is not None:
+        return attempt.stop_reason
+    if any(p.state is PartState.LOST for p in parts):
+        return R.NODE_LOST
+    return R.FAILED
+
+
+def finish_if_done(
+    session: Session, attempt: AttemptRow, now: datetime, retry: RetrySettings
+) -> Effects:
+    """End the attempt once every part is final, and move its job on."""
+    if attempt.status is AttemptStatus.ENDED or any(
+        p.state not in FINAL_PARTS for p in attempt.parts
+    ):
+        return Effects()
+    reason = _final_reason(attempt)
+    codes = [p.exit_code for p in attempt.parts if p.exit_code not in (None, 0)]
+    exit_code = codes[0] if codes else (0 if reason is R.SUCCEEDED else None)
+    previous = JobStatus(attempt.status.value)
+    attempt.status = AttemptStatus.ENDED
+    attempt.reason = reason
+    attempt.exit_code = exit_code
+    attempt.ended_at = now
+    session.execute(
+        update(AllocationRow)
+        .where(AllocationRow.attempt_id == attempt.id, AllocationRow.released_at.is_(None))
+        .values(released_at=now)
+    )
+    job = get_job(session, attempt.job_id, for_update=True)
+    ran_s = (now - (attempt.started_at or attempt.created_at)).total_seconds()
+    job.attained_gpu_s += max(0.0, ran_s) * attempt.gpu_count
+    _move_job(session, job, previous, attempt, reason, exit_code, now, retry)
+    return Effects(schedule=True)
+
+
+def _move_job(
+    session: Session,
+    job: JobRow,
+    previous: JobStatus,
+    attempt: AttemptRow,
+    reason: TerminationReason,
+    exit_code: int | None,
+    now: datetime,
+    retry: RetrySettings,
+) -> None:
+    outcome = reason.outcome
+    detail = f"attempt {attempt.number} ended: {reason.value}"
+    if exit_code not in (None, 0):
+        detail += f" (exit code {exit_code})"
+    ended = {"termination_reason": reason, "exit_code": exit_code}
+    max_retries = int(job.spec.get("max_retries", 0))
+    if outcome is Outcome.RETRY_OR_FAIL and job.retries_used < max_retries:
+        delay_s = retry.delay_s(job.retries_used)
+        transition_job(
+            session,
+            job.id,
+            previous,
+            JobStatus.PENDING,
+            now=now,
+            message=f"{detail}; retry {job.retries_used + 1} of {max_retries} in {delay_s:.0f}s",
+            retries_used=job.retries_used + 1,
+            not_before=now + timedelta(seconds=delay_s),
+            **ended,
+        )
+    elif outcome is Outcome.REQUEUE:
+        transition_job(
+            session,
+            job.id,
+            previous,
+            JobStatus.PENDING,
+            now=now,
+            message=f"{detail}; requeued keeping its place",
+            **ended,
+        )
+    else:
+        final = {
+            Outcome.SUCCEED: JobStatus.SUCCEEDED,
+            Outcome.CANCEL: JobStatus.CANCELLED,
+        }.get(outcome, JobStatus.FAILED)
+        transition_job(
+            session, job.id, previous, final, now=now, message=detail, ended_at=now, **ended
+        )
+
+
+def live_parts_on_node(session: Session, node_id: int) -> list[AttemptPartRow]:
+    stmt = select(AttemptPartRow).where(
+        AttemptPartRow.node_id == node_id,
+        AttemptPartRow.state.in_([PartState.PENDING, PartState.RUNNING]),
+    )
+    return list(session.scalars(stmt))

@@ -1,0 +1,135 @@
+"""Build the policy's frozen ``Snapshot`` from the database in one read."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from scheduler.domain.snapshot import (
+    GpuRef,
+    GpuView,
+    NodeView,
+    PendingJob,
+    QueueView,
+    ResourceRequest,
+    RunningJob,
+    Snapshot,
+)
+from scheduler.domain.spec import Resources
+from scheduler.domain.status import JobStatus, NodeState
+from scheduler.store.models import AllocationRow, AttemptRow, JobRow, NodeRow, QueueRow
+from scheduler.store.nodes import NODE_LOST
+
+
+def node_state(node: NodeRow) -> NodeState:
+    if node.state == NODE_LOST:
+        return NodeState.LOST
+    return NodeState.DRAINED if node.drained else NodeState.UP
+
+
+def request_of(spec: dict[str, object]) -> ResourceRequest:
+    res = Resources.model_validate(spec.get("resources", {}))
+    return ResourceRequest(
+        gpus=res.gpus, nodes=res.nodes, gpu_type=res.gpu_type, gpu_memory_mib=res.gpu_memory_mib
+    )
+
+
+def live_allocations(session: Session) -> dict[tuple[int, int], tuple[int, int]]:
+    """(node_id, gpu_index) -> (job_id, attempt_id) for every live allocation."""
+    stmt = (
+        select(AllocationRow.node_id, AllocationRow.gpu_index, AttemptRow.job_id, AttemptRow.id)
+        .join(AttemptRow, AttemptRow.id == AllocationRow.attempt_id)
+        .where(AllocationRow.released_at.is_(None))
+    )
+    return {(n, i): (j, a) for n, i, j, a in session.execute(stmt)}
+
+
+def node_views(session: Session, nodes: list[NodeRow] | None = None) -> tuple[NodeView, ...]:
+    nodes = nodes if nodes is not None else list(session.scalars(select(NodeRow)).unique())
+    held = live_allocations(session)
+    views = []
+    for node in sorted(nodes, key=lambda n: n.name):
+        gpus = tuple(
+            GpuView(
+                index=g.index,
+                uuid=g.uuid,
+                gpu_type=g.gpu_type,
+                memory_mib=g.memory_total_mib,
+                healthy=g.healthy,
+                allocated_to=held.get((node.id, g.index), (None, None))[0],
+            )
+            for g in node.gpus
+            if g.present
+        )
+        views.append(NodeView(name=node.name, state=node_state(node), gpus=gpus))
+    return tuple(views)
+
+
+def _pending(session: Session) -> tuple[PendingJob, ...]:
+    stmt = select(JobRow).where(JobRow.status == JobStatus.PENDING)
+    return tuple(
+        PendingJob(
+            job_id=job.id,
+            queue=job.queue.name,
+            priority=job.priority,
+            submitted_at=job.submitted_at.timestamp(),
+            request=request_of(job.spec),
+            preemptible=bool(job.spec.get("preemptible", True)),
+            time_limit_s=job.spec.get("time_limit_s"),
+            not_before=job.not_before.timestamp() if job.not_before else None,
+            attained_gpu_s=job.attained_gpu_s,
+        )
+        for job in session.scalars(stmt).unique()
+    )
+
+
+def _running(session: Session) -> tuple[RunningJob, ...]:
+    names = {node_id: name for node_id, name in session.execute(select(NodeRow.id, NodeRow.name))}
+    gpus_by_attempt: dict[int, list[GpuRef]] = defaultdict(list)
+    for attempt_id, node_id, index in session.execute(
+        select(AllocationRow.attempt_id, AllocationRow.node_id, AllocationRow.gpu_index).where(
+            AllocationRow.released_at.is_(None)
+        )
+    ):
+        gpus_by_attempt[attempt_id].append(GpuRef(names[node_id], index))
+    stmt = (
+        select(AttemptRow, JobRow)
+        .join(JobRow, JobRow.id == AttemptRow.job_id)
+        .where(AttemptRow.status != "ended")
+    )
+    return tuple(
+        RunningJob(
+            job_id=job.id,
+            attempt_id=attempt.id,
+            queue=job.queue.name,
+            priority=job.priority,
+            gpus=tuple(sorted(gpus_by_attempt.get(attempt.id, []))),
+            started_at=(attempt.started_at or attempt.created_at).timestamp(),
+            preemptible=bool(job.spec.get("preemptible", True)),
+            time_limit_s=job.spec.get("time_limit_s"),
+        )
+        for attempt, job in session.execute(stmt).unique().tuples()
+    )
+
+
+def build_snapshot(session: Session, now: datetime) -> Snapshot:
+    queues = tuple(
+        QueueView(
+            name=q.name,
+            weight=q.weight,
+            guaranteed_gpus=q.guaranteed_gpus,
+            borrow_limit_gpus=q.borrow_limit_gpus,
+            max_gpus=q.max_gpus,
+        )
+        for q in session.scalars(select(QueueRow).order_by(QueueRow.name))
+    )
+    return Snapshot(
+        now=now.timestamp(),
+        nodes=node_views(session),
+        pending=_pending(session),
+        running=_running(session),
+        queues=queues,
+    )
