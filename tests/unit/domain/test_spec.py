@@ -1,0 +1,221 @@
+"""JobSpec, Resources and QueueSpec: what is accepted, and what is refused by field name."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from scheduler.domain.spec import JobSpec, QueuePatch, QueueSpec, Resources
+
+
+def error_locs(raised: pytest.ExceptionInfo[ValidationError]) -> list[tuple[str | int, ...]]:
+    return [tuple(e["loc"]) for e in raised.value.errors()]
+
+
+@pytest.mark.parametrize(
+    ("text", "mib"),
+    [
+        ("16G", 16_384),
+        ("16GiB", 16_384),
+        ("16gb", 16_384),
+        ("512M", 512),
+        ("512MiB", 512),
+        ("512", 512),
+        (" 1.5 G ", 1_536),
+        ("1T", 1_048_576),
+        (2_048, 2_048),
+    ],
+)
+def test_sizes(text: str | int, mib: int) -> None:
+    resources = Resources.model_validate({"gpu_memory_mib": text, "memory_mib": text})
+    assert resources.gpu_memory_mib == mib
+    assert resources.memory_mib == mib
+
+
+@pytest.mark.parametrize("bad", ["16PB", "G16", "lots", "-1G", "", "0", "0.1M", 0])
+def test_bad_sizes_name_the_field(bad: str | int) -> None:
+    with pytest.raises(ValidationError) as raised:
+        JobSpec.model_validate({"command": ["x"], "resources": {"gpu_memory_mib": bad}})
+    assert error_locs(raised) == [("resources", "gpu_memory_mib")]
+    assert "resources.gpu_memory_mib" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("90", 90),
+        ("45s", 45),
+        ("30m", 1_800),
+        ("1h30m", 5_400),
+        ("1h 30m", 5_400),
+        ("2d", 172_800),
+        ("2H", 7_200),
+        (600, 600),
+    ],
+)
+def test_durations(text: str | int, seconds: int) -> None:
+    assert JobSpec.model_validate({"command": ["x"], "time_limit_s": text}).time_limit_s == seconds
+
+
+@pytest.mark.parametrize("bad", ["1.5h", "abc", "h", "1h30", "30x", "-5", "0", "", 0, -1])
+def test_bad_durations_name_the_field(bad: str | int) -> None:
+    with pytest.raises(ValidationError) as raised:
+        JobSpec.model_validate({"command": ["x"], "time_limit_s": bad})
+    assert error_locs(raised) == [("time_limit_s",)]
+
+
+@pytest.mark.parametrize(
+    ("fields", "loc"),
+    [
+        ({"resources": {"gpus": -1}}, ("resources", "gpus")),
+        ({"resources": {"gpus": 65}}, ("resources", "gpus")),
+        ({"resources": {"nodes": 0}}, ("resources", "nodes")),
+        ({"resources": {"gpu_type": ""}}, ("resources", "gpu_type")),
+        ({"resources": {"cpus": 0}}, ("resources", "cpus")),
+        ({"priority": 1001}, ("priority",)),
+        ({"max_retries": -1}, ("max_retries",)),
+        ({"grace_period_s": 3601}, ("grace_period_s",)),
+        ({"name": "-starts-with-dash"}, ("name",)),
+        ({"name": "has space"}, ("name",)),
+        ({"queue": "a/b"}, ("queue",)),
+        ({"workdir": "relative/dir"}, ("workdir",)),
+        ({"command": ""}, ("command",)),
+        ({"command": "   "}, ("command",)),
+        ({"command": []}, ("command",)),
+        ({"command": [""]}, ("command",)),
+    ],
+)
+def test_bad_values_name_the_field(fields: dict[str, Any], loc: tuple[str, ...]) -> None:
+    with pytest.raises(ValidationError) as raised:
+        JobSpec.model_validate({"command": ["x"], **fields})
+    assert loc in error_locs(raised)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{"gpu": 1}, {"resources": {"gpu": 1}}, {"resources": {"gpus": 1, "tpus": 2}}],
+)
+def test_unknown_fields_are_refused(fields: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError) as raised:
+        JobSpec.model_validate({"command": ["x"], **fields})
+    assert raised.value.errors()[0]["type"] == "extra_forbidden"
+
+
+@pytest.mark.parametrize(
+    "key", ["CORRAL_JOB_ID", "CORRAL_ANYTHING", "CUDA_VISIBLE_DEVICES", "RAY_ADDRESS"]
+)
+def test_reserved_env_keys_are_refused(key: str) -> None:
+    with pytest.raises(ValidationError) as raised:
+        JobSpec(command=["x"], env={key: "1"})
+    assert error_locs(raised) == [("env",)]
+    assert f"{key} is set by corral" in str(raised.value)
+
+
+@pytest.mark.parametrize("key", ["1ABC", "A-B", "A B", ""])
+def test_malformed_env_keys_are_refused(key: str) -> None:
+    with pytest.raises(ValidationError) as raised:
+        JobSpec(command=["x"], env={key: "1"})
+    assert error_locs(raised) == [("env",)]
+
+
+def test_ordinary_env_is_kept() -> None:
+    env = {"NCCL_DEBUG": "INFO", "_private": "1", "PYTHONUNBUFFERED": "1"}
+    assert JobSpec(command=["x"], env=env).env == env
+
+
+def test_a_multi_node_job_must_ask_for_gpus() -> None:
+    with pytest.raises(ValidationError, match="multi-node job must ask for GPUs"):
+        JobSpec.model_validate({"command": ["x"], "resources": {"gpus": 0, "nodes": 2}})
+    assert JobSpec.model_validate({"command": ["x"], "resources": {"gpus": 0}}).resources.gpus == 0
+
+
+def test_defaults() -> None:
+    spec = JobSpec(command=["python", "train.py"])
+    assert spec.queue == "default"
+    assert spec.resources == Resources(gpus=1, nodes=1)
+    assert spec.resources.total_gpus == 1
+    assert (spec.priority, spec.max_retries, spec.grace_period_s) == (0, 0, 30)
+    assert spec.preemptible and not spec.ray and spec.time_limit_s is None
+
+
+def test_total_gpus() -> None:
+    assert Resources(gpus=4, nodes=3).total_gpus == 12
+
+
+@pytest.mark.parametrize(
+    ("command", "argv"),
+    [
+        (["python", "train.py", "--lr", "1e-4"], ["python", "train.py", "--lr", "1e-4"]),
+        (
+            "python train.py > out.txt && echo done",
+            ["/bin/sh", "-c", "python train.py > out.txt && echo done"],
+        ),
+        (["echo", "a b; rm -rf /"], ["echo", "a b; rm -rf /"]),  # argv: no shell at all
+    ],
+)
+def test_argv(command: list[str] | str, argv: list[str]) -> None:
+    assert JobSpec(command=command).argv() == argv
+
+
+def test_argv_is_a_copy() -> None:
+    spec = JobSpec(command=["python"])
+    spec.argv().append("--evil")
+    assert spec.argv() == ["python"]
+
+
+@pytest.mark.parametrize(
+    ("fields", "name"),
+    [
+        ({"name": "bert-large", "command": ["python"]}, "bert-large"),
+        ({"command": ["python", "train.py"]}, "python"),
+        ({"command": ["/usr/bin/python3", "-m", "x"]}, "python3"),
+        ({"command": "python train.py --epochs 3"}, "python"),
+        ({"command": "./scripts/run.sh"}, "run.sh"),
+        ({"command": "'/opt/my tool/run' --x"}, "run"),
+        ({"command": ["my tool!"]}, "my-tool-"),
+        ({"command": ["...."]}, "job"),
+    ],
+)
+def test_display_name(fields: dict[str, Any], name: str) -> None:
+    assert JobSpec.model_validate(fields).display_name() == name
+
+
+def test_display_name_never_raises_for_an_accepted_command() -> None:
+    assert JobSpec(command='echo "unbalanced').display_name() == "echo"
+
+
+@pytest.mark.parametrize(
+    ("fields", "loc"),
+    [
+        ({"name": "ml", "weight": 0}, ("weight",)),
+        ({"name": "ml", "guaranteed_gpus": -1}, ("guaranteed_gpus",)),
+        ({"name": "ml", "borrow_limit_gpus": -1}, ("borrow_limit_gpus",)),
+        ({"name": "bad name"}, ("name",)),
+        ({"name": "ml", "max_gpu": 4}, ("max_gpu",)),
+    ],
+)
+def test_bad_queue_specs_name_the_field(fields: dict[str, Any], loc: tuple[str, ...]) -> None:
+    with pytest.raises(ValidationError) as raised:
+        QueueSpec.model_validate(fields)
+    assert loc in error_locs(raised)
+
+
+def test_queue_cap_may_not_be_below_its_guarantee() -> None:
+    with pytest.raises(ValidationError, match="max_gpus must not be below guaranteed_gpus"):
+        QueueSpec(name="ml", guaranteed_gpus=8, max_gpus=4)
+    assert QueueSpec(name="ml", guaranteed_gpus=8, max_gpus=8).max_gpus == 8
+
+
+def test_queue_patch_leaves_out_what_is_not_given() -> None:
+    patch = QueuePatch.model_validate({"weight": 2})
+    assert patch.model_dump(exclude_unset=True) == {"weight": 2.0}
+    with pytest.raises(ValidationError):
+        QueuePatch.model_validate({"name": "renamed"})
+
+
+def test_specs_are_frozen() -> None:
+    spec = JobSpec(command=["x"])
+    with pytest.raises(ValidationError):
+        spec.priority = 5  # type: ignore[misc]
