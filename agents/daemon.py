@@ -1,0 +1,405 @@
+"""The agent daemon: three small loops in one asyncio loop.
+
+1. sync: post the node's actual state, apply the desired state in the reply by the
+   rules of ``scheduler.domain.sync`` (start, stop, stop the unlisted, forget).
+2. watch: every ``WATCH_INTERVAL_S``, reap exits and enforce stop deadlines, tell the
+   GPU backend what runs, and wake the sync when an attempt or its log changed.
+3. sample: every ``sample_interval_s``, GPU and host samples for the next sync.
+
+Besides the runner's records the daemon owns, per held attempt, the log bytes the
+server acknowledged (the next chunk starts there) and the (state, exit code) the
+server last received. Invariants: an attempt id is started at most once per agent
+life; an attempt is forgotten only once it has ended, the server received its end,
+lists it neither in ``run`` nor in ``stop`` and acknowledged its whole log.
+
+When to sync. A request with news (the first after start or after a failure, an
+attempt whose state the server has not received, log bytes it lacks) goes at once
+with ``wait_s=0``; log news alone goes at most once per ``log_flush_interval_s``
+unless a backlog is draining. Without news the request is a long poll
+(``wait_s=long_poll_s``) that any local change cancels. A request with news never
+long-polls: its reply carries the acks, and a busy log would otherwise keep
+cancelling its own acks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import random
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pydantic
+
+from agents.gpu import GpuBackend, GpuBackendError, select_backend
+from agents.host import HostProbe, node_facts
+from agents.link import AuthError, Link, LinkError, SyncLink
+from agents.runner import AttemptView, Runner
+from scheduler.domain.sync import (
+    MAX_LOG_CHUNK_BYTES,
+    MAX_WAIT_S,
+    AttemptLaunch,
+    AttemptState,
+    GpuSample,
+    HostSample,
+    NodeFacts,
+    SyncReply,
+    SyncRequest,
+)
+
+log = logging.getLogger("corral.agent")
+
+EXIT_OK = 0
+EXIT_CONFIG = 2  # a bad --gpus spec, or NVML missing under --gpus nvml
+EXIT_AUTH = 77  # the server refused the token (sysexits EX_NOPERM)
+WATCH_INTERVAL_S = 0.1
+RETRY_MIN_S = 0.2
+FINAL_SYNC_TIMEOUT_S = 5.0
+SHUTDOWN_MARGIN_S = 5.0  # waited past the longest grace period for SIGKILLed groups
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    server: str  # base URL, e.g. http://head:8080
+    token: str
+    name: str  # the node's name, as the server knows it
+    gpus: str  # a GPU spec: auto, nvml, none, sim:N, sim:NxTYPE
+    data_dir: Path  # attempts/<id>/ (cwd by default, output.log) lives here
+    long_poll_s: float = 20.0
+    sample_interval_s: float = 5.0
+    log_flush_interval_s: float = 0.5
+    retry_max_s: float = 5.0
+    http_timeout_s: float = 10.0  # added to the long poll for each request
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.long_poll_s <= MAX_WAIT_S:
+            raise ValueError(f"long_poll_s must be in 0..{MAX_WAIT_S:g}")
+        for field in ("sample_interval_s", "log_flush_interval_s", "retry_max_s"):
+            if getattr(self, field) <= 0:
+                raise ValueError(f"{field} must be > 0")
+        try:
+            NodeFacts(name=self.name, hostname="-", cpus=1, memory_total_mib=0)
+        except pydantic.ValidationError:
+            raise ValueError(
+                f"bad node name {self.name!r}: 1-128 of letters, digits, '.', '_', '-',"
+                " starting with a letter or digit"
+            ) from None
+
+
+class Agent:
+    """One node's agent; ``run()`` until ``request_stop()`` or a fatal link error."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        backend: GpuBackend,
+        link: SyncLink,
+        runner: Runner | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._config = config
+        self._backend = backend
+        self._link = link
+        self._runner = runner or Runner(config.data_dir)
+        self._clock = clock
+        self._host = HostProbe()
+        self._node = node_facts(config.name, backend.facts())
+        self._gpu_samples: list[GpuSample] = []
+        self._host_sample: HostSample | None = None
+        self._acked: dict[int, int] = {}  # attempt id -> log bytes the server holds
+        self._delivered: dict[int, tuple[AttemptState, int | None]] = {}
+        self._log_seen: dict[int, int] = {}  # attempt id -> log size the watch saw
+        self._forgotten: dict[int, bool] = {}  # ended here; value: a re-launch was logged
+        self._wake = asyncio.Event()
+        self._stop_requested = asyncio.Event()
+        self._exit_code = EXIT_OK
+        self._fresh = True  # the next sync is short: the first one, or after a failure
+        self._log_backlog = False
+        self._last_short_at = -math.inf
+        self._retry_s = RETRY_MIN_S
+        self._down_since: float | None = None
+        self._node_state: str | None = None
+
+    def request_stop(self) -> None:
+        """Begin the shutdown: stop every attempt, report them once, return EXIT_OK."""
+        self._stop_requested.set()
+
+    async def run(self, handle_signals: bool = False) -> int:
+        """Run the loops until stopped, then stop every attempt; the exit code."""
+        loop = asyncio.get_running_loop()
+        stop_signals = (signal.SIGTERM, signal.SIGINT) if handle_signals else ()
+        for sig in stop_signals:
+            loop.add_signal_handler(sig, self.request_stop)
+        node, server = self._node, self._config.server
+        log.info("agent %s up: %d GPUs, server %s", node.name, len(node.gpus), server)
+        loops = [
+            asyncio.create_task(self._sync_loop()),
+            asyncio.create_task(self._every("watch", WATCH_INTERVAL_S, self._watch_once)),
+            asyncio.create_task(
+                self._every("sample", self._config.sample_interval_s, self._sample_once)
+            ),
+        ]
+        try:
+            await self._stop_requested.wait()
+        finally:
+            for task in loops:
+                task.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
+            await self._stop_all()
+            if self._exit_code == EXIT_OK:
+                await self._final_sync()
+            await self._link.aclose()
+            self._backend.close()
+            for sig in stop_signals:
+                loop.remove_signal_handler(sig)
+        log.info("agent %s stopped", self._node.name)
+        return self._exit_code
+
+    async def _every(
+        self, name: str, interval_s: float, body: Callable[[], Awaitable[None]]
+    ) -> None:
+        """Run ``body`` every ``interval_s``; a failure is logged and the loop goes on."""
+        while True:
+            try:
+                await body()
+            except Exception:
+                log.exception("the %s loop failed; it goes on", name)
+            await asyncio.sleep(interval_s)
+
+    # --- watch and sample -------------------------------------------------------------
+
+    async def _watch_once(self) -> None:
+        exited = self._runner.poll()
+        for attempt_id in exited:
+            self._log_exit(attempt_id)
+        self._backend.observe(self._runner.busy_gpus())
+        if self._log_grew() or exited:
+            self._wake.set()
+
+    def _log_exit(self, attempt_id: int) -> None:
+        view = self._runner.get(attempt_id)
+        log.info("attempt %d %s", attempt_id, view.message if view else "exited")
+
+    def _log_grew(self) -> bool:
+        grew = False
+        for attempt_id in self._runner.attempt_ids():
+            size = self._runner.log_size(attempt_id)
+            if size > self._log_seen.get(attempt_id, 0):
+                self._log_seen[attempt_id] = size
+                grew = True
+        return grew
+
+    async def _sample_once(self) -> None:
+        self._gpu_samples = await asyncio.to_thread(self._backend.sample)
+        self._host_sample = self._host.sample()
+
+    # --- sync ---------------------------------------------------------------------------
+
+    async def _sync_loop(self) -> None:
+        while not self._stop_requested.is_set():
+            try:
+                await self._sync_once()
+            except Exception:
+                log.exception("sync failed unexpectedly; retrying")
+                await asyncio.sleep(self._config.retry_max_s)
+
+    async def _sync_once(self) -> None:
+        self._wake.clear()
+        pause_s = self._log_pause_s()
+        if pause_s > 0:
+            await self._wait_wake(pause_s)
+            return
+        short = self._fresh or self._has_state_news() or self._has_log_news()
+        req = self._request(wait_s=0.0 if short else self._config.long_poll_s)
+        if short:
+            self._last_short_at = self._clock()
+        try:
+            reply = await (self._link.sync(req) if short else self._long_poll(req))
+        except AuthError as err:
+            log.error("stopping: the server refused this agent's token (%s)", err)
+            self._exit_code = EXIT_AUTH
+            self._stop_requested.set()
+            return
+        except LinkError as err:
+            self._link_down(err)
+            await asyncio.sleep(self._retry_s * random.uniform(0.5, 1.0))
+            self._retry_s = min(self._retry_s * 2, self._config.retry_max_s)
+            return
+        self._link_up()
+        if reply is not None:
+            self._received(req, reply)
+            self._apply(reply)
+
+    def _log_pause_s(self) -> float:
+        """How long to hold a sync whose only news is log bytes (0: go now)."""
+        if self._fresh or self._log_backlog or self._has_state_news() or not self._has_log_news():
+            return 0.0
+        return self._last_short_at + self._config.log_flush_interval_s - self._clock()
+
+    def _has_state_news(self) -> bool:
+        return any(
+            self._delivered.get(view.attempt_id) != (view.state, view.exit_code)
+            for view in self._runner.views()
+        )
+
+    def _has_log_news(self) -> bool:
+        return any(
+            self._runner.log_size(attempt_id) > self._acked.get(attempt_id, 0)
+            for attempt_id in self._runner.attempt_ids()
+        )
+
+    async def _wait_wake(self, timeout_s: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout_s)
+
+    def _request(self, wait_s: float) -> SyncRequest:
+        reports = [
+            self._runner.report(attempt_id, self._acked.get(attempt_id, 0), MAX_LOG_CHUNK_BYTES)
+            for attempt_id in self._runner.attempt_ids()
+        ]
+        return SyncRequest(
+            node=self._node,
+            host=self._host_sample,
+            gpu_samples=self._gpu_samples,
+            attempts=reports,
+            wait_s=wait_s,
+        )
+
+    async def _long_poll(self, req: SyncRequest) -> SyncReply | None:
+        """The reply, or None when a local change came first (the request is cancelled)."""
+        sync = asyncio.ensure_future(self._link.sync(req))
+        woken = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait({sync, woken}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            woken.cancel()
+            if not sync.done():
+                sync.cancel()
+        return sync.result() if sync.done() and not sync.cancelled() else None
+
+    def _link_down(self, err: LinkError) -> None:
+        self._fresh = True
+        if self._down_since is None:
+            self._down_since = self._clock()
+            log.warning("server unreachable, attempts keep running, retrying: %s", err)
+
+    def _link_up(self) -> None:
+        self._fresh = False
+        self._retry_s = RETRY_MIN_S
+        if self._down_since is not None:
+            log.info("server reachable again after %.1f s", self._clock() - self._down_since)
+            self._down_since = None
+
+    def _received(self, req: SyncRequest, reply: SyncReply) -> None:
+        """Record what the server now holds: the reported states and the log acks."""
+        for report in req.attempts:
+            self._delivered[report.attempt_id] = (report.state, report.exit_code)
+        for attempt_id, acked in reply.log_acks.items():
+            if self._runner.get(attempt_id) is not None:
+                self._acked[attempt_id] = acked
+        self._log_backlog = any(
+            len(r.log_data) == MAX_LOG_CHUNK_BYTES
+            and self._acked.get(r.attempt_id, 0) > r.log_offset
+            for r in req.attempts
+        )
+        if reply.node_state != self._node_state:
+            log.info("node %s is %s", self._node.name, reply.node_state)
+            self._node_state = reply.node_state
+
+    # --- applying the desired state ---------------------------------------------------
+
+    def _apply(self, reply: SyncReply) -> None:
+        """Make the held attempts match the reply (rules: ``scheduler.domain.sync``)."""
+        stops = {stop.attempt_id for stop in reply.stop}
+        wanted = {launch.attempt_id for launch in reply.run}
+        for stop in reply.stop:
+            self._stop(stop.attempt_id, stop.grace_period_s, stop.reason)
+        for launch in reply.run:
+            if launch.attempt_id not in stops:
+                self._start(launch)
+        for view in self._runner.views():
+            if view.attempt_id not in wanted and view.attempt_id not in stops:
+                self._release(view)
+
+    def _start(self, launch: AttemptLaunch) -> None:
+        """Start an attempt not held; never one that already ended here."""
+        attempt_id = launch.attempt_id
+        if self._runner.get(attempt_id) is not None or self._stop_requested.is_set():
+            return
+        if attempt_id in self._forgotten:
+            if not self._forgotten[attempt_id]:
+                log.warning("attempt %d already ended on this node; not restarting it", attempt_id)
+                self._forgotten[attempt_id] = True
+            return
+        if launch.ray:
+            log.warning("attempt %d asks for Ray: running it without a Ray cluster", attempt_id)
+        view = self._runner.start(launch)
+        ids = (attempt_id, launch.job_id)
+        if view.state is AttemptState.LAUNCH_FAILED:
+            log.warning("attempt %d (job %d) %s", *ids, view.message)
+        else:
+            gpus = launch.gpu_indices or "none"
+            log.info("started attempt %d (job %d) on GPUs %s, pid %s", *ids, gpus, view.pid)
+
+    def _stop(self, attempt_id: int, grace_period_s: float, reason: str) -> None:
+        if self._runner.stop(attempt_id, grace_period_s, reason):
+            log.info("stopping attempt %d (%s), grace %g s", attempt_id, reason, grace_period_s)
+
+    def _release(self, view: AttemptView) -> None:
+        """An attempt the server lists nowhere: stop it if live, forget it once delivered."""
+        attempt_id = view.attempt_id
+        if view.live:
+            self._stop(attempt_id, view.grace_period_s, "no longer wanted by the server")
+            return
+        delivered = self._delivered.get(attempt_id) == (view.state, view.exit_code)
+        if delivered and self._acked.get(attempt_id, 0) >= self._runner.log_size(attempt_id):
+            self._runner.forget(attempt_id)
+            for table in (self._acked, self._delivered, self._log_seen):
+                table.pop(attempt_id, None)
+            self._forgotten[attempt_id] = False
+            log.debug("attempt %d forgotten: the server holds its end and its log", attempt_id)
+
+    # --- shutdown -----------------------------------------------------------------------
+
+    async def _stop_all(self) -> None:
+        """Stop every live attempt and wait for them: their grace, SIGKILL, the reap."""
+        live = [view for view in self._runner.views() if view.live]
+        for view in live:
+            self._stop(view.attempt_id, view.grace_period_s, "the agent is shutting down")
+        grace_s = max((view.grace_period_s for view in live), default=0.0)
+        deadline = self._clock() + grace_s + SHUTDOWN_MARGIN_S
+        while True:
+            for attempt_id in self._runner.poll():
+                self._log_exit(attempt_id)
+            left = [view.attempt_id for view in self._runner.views() if view.live]
+            if not left:
+                return
+            if self._clock() >= deadline:
+                log.error("attempts %s did not exit even after SIGKILL", left)
+                return
+            await asyncio.sleep(WATCH_INTERVAL_S)
+
+    async def _final_sync(self) -> None:
+        """Report every held attempt once more (best effort, short timeout)."""
+        if not self._runner.attempt_ids():
+            return
+        try:
+            await asyncio.wait_for(self._link.sync(self._request(0.0)), FINAL_SYNC_TIMEOUT_S)
+        except (LinkError, AuthError, TimeoutError) as err:
+            log.warning("could not send the final report: %s", str(err) or type(err).__name__)
+
+
+def run_agent(config: AgentConfig) -> int:
+    """Run the agent until SIGTERM/SIGINT (then exit 0) or a fatal error (non-zero)."""
+    try:
+        backend = select_backend(config.gpus, config.name)
+    except (ValueError, GpuBackendError) as err:
+        log.error("%s", err)
+        return EXIT_CONFIG
+    link = Link(config.server, config.token, timeout_s=config.http_timeout_s)
+    return asyncio.run(Agent(config, backend, link).run(handle_signals=True))

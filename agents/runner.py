@@ -1,0 +1,277 @@
+"""Runs attempts on this node as process groups: start, stop, reap, and their logs.
+
+The runner owns one record per attempt it holds, from ``start`` until ``forget``.
+Invariants:
+- every attempt runs in its own session, so its process group id is its leader's pid
+  and a signal to the group reaches everything it spawned;
+- when the leader exits, the rest of its group gets SIGKILL *before* the leader is
+  reaped (until then the zombie leader keeps the group id from being reused), so an
+  attempt never leaves stray children behind;
+- a stop sends SIGTERM once and SIGKILL when its grace deadline passes; nothing here
+  blocks: ``poll()`` reaps exits and enforces deadlines, the caller calls it often;
+- the log ``DATA_DIR/attempts/<id>/output.log`` (stdout and stderr of the attempt,
+  written by the process itself, plus ``[corral-agent]`` notes) is only ever
+  appended to, so a byte offset into it stays valid, even across agent restarts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from scheduler.domain.sync import MAX_LOG_CHUNK_BYTES, AttemptLaunch, AttemptReport, AttemptState
+
+log = logging.getLogger("corral.agent.runner")
+
+ATTEMPTS_DIR = "attempts"
+LOG_FILE = "output.log"
+MAX_MESSAGE_LEN = 2000
+LIVE_STATES = frozenset({AttemptState.RUNNING, AttemptState.STOPPING})
+
+
+@dataclass
+class _Attempt:
+    attempt_id: int
+    gpu_indices: tuple[int, ...]
+    grace_period_s: float
+    state: AttemptState
+    popen: subprocess.Popen[bytes] | None = None
+    exit_code: int | None = None
+    stopped_by_agent: bool = False
+    message: str = ""
+    kill_at: float | None = None  # clock time to SIGKILL the group (STOPPING only)
+    killed: bool = False  # SIGKILL sent after the grace period
+
+
+@dataclass(frozen=True)
+class AttemptView:
+    """A read-only copy of what the runner knows about one attempt."""
+
+    attempt_id: int
+    state: AttemptState
+    pid: int | None
+    exit_code: int | None  # set once EXITED; negative: killed by that signal
+    stopped_by_agent: bool
+    message: str
+    gpu_indices: tuple[int, ...]
+    grace_period_s: float
+
+    @property
+    def live(self) -> bool:
+        return self.state in LIVE_STATES
+
+
+def _killpg(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, sig)
+
+
+def _leader_exited(pid: int) -> bool:
+    """Whether the leader has exited, leaving it unreaped (a zombie) if so."""
+    try:
+        info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return True  # already reaped by someone else
+    return info is not None
+
+
+def _exit_message(attempt: _Attempt, exit_code: int) -> str:
+    if exit_code >= 0:
+        text = f"exited with code {exit_code}"
+    else:
+        try:
+            text = f"killed by {signal.Signals(-exit_code).name}"
+        except ValueError:
+            text = f"killed by signal {-exit_code}"
+    if attempt.killed:
+        text += f" after its {attempt.grace_period_s:g} s grace period"
+    return text + (" (stopped by the agent)" if attempt.stopped_by_agent else "")
+
+
+class Runner:
+    """The attempts this node runs. Not thread-safe: call it from one thread."""
+
+    def __init__(self, data_dir: Path, clock: Callable[[], float] = time.monotonic) -> None:
+        self._data_dir = data_dir
+        self._clock = clock
+        self._attempts: dict[int, _Attempt] = {}
+
+    def attempt_dir(self, attempt_id: int) -> Path:
+        return self._data_dir / ATTEMPTS_DIR / str(attempt_id)
+
+    def log_path(self, attempt_id: int) -> Path:
+        return self.attempt_dir(attempt_id) / LOG_FILE
+
+    def start(self, launch: AttemptLaunch) -> AttemptView:
+        """Start ``launch`` (no-op if held): RUNNING, or LAUNCH_FAILED with a message."""
+        held = self.get(launch.attempt_id)
+        if held is not None:
+            return held
+        attempt = _Attempt(
+            attempt_id=launch.attempt_id,
+            gpu_indices=tuple(launch.gpu_indices),
+            grace_period_s=float(launch.grace_period_s),
+            state=AttemptState.RUNNING,
+        )
+        self._attempts[launch.attempt_id] = attempt
+        try:
+            attempt.popen = self._spawn(launch)
+        except (OSError, ValueError) as err:
+            attempt.state = AttemptState.LAUNCH_FAILED
+            attempt.message = f"launch failed: {err}"[:MAX_MESSAGE_LEN]
+            self._note(launch.attempt_id, attempt.message)
+        return self._view(attempt)
+
+    def _spawn(self, launch: AttemptLaunch) -> subprocess.Popen[bytes]:
+        """Start the leader in a new session, writing into the log; raises OSError."""
+        attempt_dir = self.attempt_dir(launch.attempt_id)
+        attempt_dir.mkdir(parents=True, exist_ok=True)
+        if not launch.argv:
+            raise ValueError("empty argv")
+        env = {**os.environ, **launch.env}
+        if "CUDA_VISIBLE_DEVICES" not in launch.env:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, launch.gpu_indices))
+        # NVML numbers GPUs in PCI bus order; make CUDA number them the same way.
+        env.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
+        with open(self.log_path(launch.attempt_id), "ab") as log_file:
+            return subprocess.Popen(
+                launch.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                cwd=launch.workdir or attempt_dir,
+                env=env,
+                start_new_session=True,
+            )
+
+    def stop(self, attempt_id: int, grace_period_s: float, reason: str = "") -> bool:
+        """SIGTERM the group of a RUNNING attempt; SIGKILL follows after the grace.
+
+        Returns True when this call sent the SIGTERM. Stopping a STOPPING attempt
+        again only brings its SIGKILL deadline forward if the new grace is shorter.
+        """
+        attempt = self._attempts.get(attempt_id)
+        if attempt is None or attempt.popen is None or attempt.state not in LIVE_STATES:
+            return False
+        kill_at = self._clock() + max(grace_period_s, 0.0)
+        if attempt.state is AttemptState.STOPPING:
+            if attempt.kill_at is not None and kill_at < attempt.kill_at:
+                attempt.kill_at, attempt.grace_period_s = kill_at, grace_period_s
+            return False
+        attempt.state = AttemptState.STOPPING
+        attempt.stopped_by_agent = True
+        attempt.kill_at, attempt.grace_period_s = kill_at, grace_period_s
+        why = f" ({reason})" if reason else ""
+        self._note(attempt_id, f"SIGTERM sent{why}; SIGKILL in {grace_period_s:g} s")
+        _killpg(attempt.popen.pid, signal.SIGTERM)
+        return True
+
+    def poll(self) -> list[int]:
+        """Reap exited attempts and SIGKILL overdue ones; the ids that just EXITED."""
+        exited: list[int] = []
+        for attempt in self._attempts.values():
+            if attempt.popen is None or attempt.state not in LIVE_STATES:
+                continue
+            pid = attempt.popen.pid
+            if _leader_exited(pid):
+                _killpg(pid, signal.SIGKILL)  # its leftover children, before the reap
+                exit_code = attempt.popen.wait()
+                attempt.state, attempt.exit_code = AttemptState.EXITED, exit_code
+                attempt.message = _exit_message(attempt, exit_code)
+                attempt.kill_at = None
+                exited.append(attempt.attempt_id)
+            elif attempt.kill_at is not None and self._clock() >= attempt.kill_at:
+                attempt.kill_at, attempt.killed = None, True
+                self._note(attempt.attempt_id, "grace period over; SIGKILL sent")
+                _killpg(pid, signal.SIGKILL)
+        return exited
+
+    def get(self, attempt_id: int) -> AttemptView | None:
+        attempt = self._attempts.get(attempt_id)
+        return None if attempt is None else self._view(attempt)
+
+    def attempt_ids(self) -> list[int]:
+        """Every attempt held, live or ended, in start order."""
+        return list(self._attempts)
+
+    def views(self) -> list[AttemptView]:
+        """A view of every attempt held, in start order."""
+        return [self._view(attempt) for attempt in self._attempts.values()]
+
+    def busy_gpus(self) -> dict[int, int]:
+        """GPU index -> attempt id, for the attempts whose processes are alive."""
+        return {
+            index: attempt.attempt_id
+            for attempt in self._attempts.values()
+            if attempt.state in LIVE_STATES
+            for index in attempt.gpu_indices
+        }
+
+    def forget(self, attempt_id: int) -> None:
+        """Drop an ended attempt (its files stay on disk); a live one is kept."""
+        attempt = self._attempts.get(attempt_id)
+        if attempt is not None and attempt.state not in LIVE_STATES:
+            del self._attempts[attempt_id]
+
+    def report(
+        self, attempt_id: int, log_offset: int, max_bytes: int = MAX_LOG_CHUNK_BYTES
+    ) -> AttemptReport:
+        """The attempt's state with its log from ``log_offset`` (at most ``max_bytes``)."""
+        view = self.get(attempt_id)
+        if view is None:
+            raise KeyError(attempt_id)
+        return AttemptReport(
+            attempt_id=attempt_id,
+            state=view.state,
+            pid=view.pid,
+            exit_code=view.exit_code,
+            stopped_by_agent=view.stopped_by_agent,
+            message=view.message,
+            log_offset=log_offset,
+            log_data=self.read_log(attempt_id, log_offset, max_bytes),
+        )
+
+    def read_log(self, attempt_id: int, offset: int, max_bytes: int) -> bytes:
+        """Up to ``max_bytes`` of the log from byte ``offset``; b"" past its end or if none."""
+        try:
+            with open(self.log_path(attempt_id), "rb") as log_file:
+                log_file.seek(offset)
+                return log_file.read(max_bytes)
+        except FileNotFoundError:
+            return b""
+
+    def log_size(self, attempt_id: int) -> int:
+        """The log's size in bytes; 0 if there is none yet."""
+        try:
+            return self.log_path(attempt_id).stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def _note(self, attempt_id: int, text: str) -> None:
+        """Append an agent line to the attempt's log (best effort)."""
+        path = self.log_path(attempt_id)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "ab") as log_file:
+                log_file.write(f"[corral-agent] {text}\n".encode())
+        except OSError as err:
+            log.warning("cannot write to %s: %s", path, err)
+
+    def _view(self, attempt: _Attempt) -> AttemptView:
+        return AttemptView(
+            attempt_id=attempt.attempt_id,
+            state=attempt.state,
+            pid=None if attempt.popen is None else attempt.popen.pid,
+            exit_code=attempt.exit_code,
+            stopped_by_agent=attempt.stopped_by_agent,
+            message=attempt.message,
+            gpu_indices=attempt.gpu_indices,
+            grace_period_s=attempt.grace_period_s,
+        )
