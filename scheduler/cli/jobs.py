@@ -1,0 +1,249 @@
+"""The job commands: ``submit``, ``jobs``, ``show``, ``logs``, ``cancel``.
+
+Each command parses its input, calls one method of ``CorralClient`` and renders the
+view with ``scheduler.cli.render``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from scheduler.cli import render
+from scheduler.cli.config import CliError, cli_context
+from scheduler.cli.spec_input import SpecFlags, build_spec
+from scheduler.client import CorralError
+from scheduler.domain.status import JobStatus
+from scheduler.domain.views import JobList, JobView
+
+JSON_HELP = "print JSON instead of a table"
+
+
+def job_id_type() -> click.IntRange:
+    return click.IntRange(min=1)
+
+
+@click.command(
+    context_settings={"allow_interspersed_args": False},
+    epilog="""Examples:
+
+\b
+  corral submit -g 2 -- python train.py --lr 3e-4
+  corral submit -f job.yaml --priority 10 --wait
+  corral submit -q research -e SEED=1 -- 'echo hi && sleep 1'
+""",
+)
+@click.option(
+    "-f",
+    "--file",
+    "spec_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="YAML job spec (JobSpec fields); flags override it",
+)
+@click.option("--name", help="job name [default: from the command]")
+@click.option("-q", "--queue", help="queue to submit to [default: default]")
+@click.option("-g", "--gpus", type=int, help="GPUs per node [default: 1]")
+@click.option("-N", "--nodes", type=int, help="number of nodes (a gang) [default: 1]")
+@click.option("--gpu-type", help="GPU type, e.g. A100-80GB [default: any]")
+@click.option("--gpu-memory", metavar="SIZE", help="minimum memory per GPU, e.g. 40G")
+@click.option("--cpus", type=float, help="CPUs per node")
+@click.option("--memory", metavar="SIZE", help="host memory per node, e.g. 64G")
+@click.option("--priority", type=int, help="-1000..1000, higher runs first [default: 0]")
+@click.option("--time-limit", metavar="DURATION", help="stop it after this long, e.g. 2h")
+@click.option("--max-retries", type=int, help="retries after failures [default: 0]")
+@click.option("--preemptible/--no-preemptible", default=None, help="may be stopped and requeued")
+@click.option("--ray/--no-ray", default=None, help="start a per-job Ray cluster")
+@click.option("--grace-period", metavar="DURATION", help="SIGTERM to SIGKILL [default: 30s]")
+@click.option("-e", "--env", multiple=True, metavar="KEY=VALUE", help="set a variable")
+@click.option("--workdir", help="absolute working directory on the node")
+@click.option("--idempotency-key", help="a retried submit with this key makes no second job")
+@click.option("--wait", is_flag=True, help="wait for the end; exit with the job's exit code")
+@click.option("--json", "as_json", is_flag=True, help="print the job as JSON")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def submit(
+    *,
+    spec_file: Path | None,
+    command: tuple[str, ...],
+    idempotency_key: str | None,
+    wait: bool,
+    as_json: bool,
+    **flags: Any,
+) -> None:
+    """Submit a job: COMMAND runs on the GPUs it asks for.
+
+    Options come before the command; put the command after `--`. A single argument
+    with spaces runs through /bin/sh -c, several arguments run as an argv list.
+    """
+    spec = build_spec(spec_file, SpecFlags(**flags), command)
+    context = cli_context()
+    with context.client() as client:
+        job = client.submit(spec, idempotency_key)
+        if not as_json:
+            render.print_line(f"submitted job {job.id} ({job.name}) to queue {job.queue}")
+        if wait:
+            job = client.wait(job.id, on_update=None if as_json else _StartReporter())
+    if as_json:
+        render.echo_json(job)
+    elif wait:
+        render.print_line(render.job_outcome(job))
+    if wait:
+        raise SystemExit(exit_code_of(job))
+
+
+class _StartReporter:
+    """While waiting, one line each time an attempt of the job starts running."""
+
+    def __init__(self) -> None:
+        self.reported_attempt = 0
+
+    def __call__(self, job: JobView) -> None:
+        if job.status == JobStatus.RUNNING and job.attempts_count > self.reported_attempt:
+            self.reported_attempt = job.attempts_count
+            render.print_line(render.job_started(job))
+
+
+def exit_code_of(job: JobView) -> int:
+    """0 for succeeded; the exit code for failed (1 if none); 1 for cancelled."""
+    if job.status == JobStatus.SUCCEEDED:
+        return 0
+    code = job.exit_code
+    if code is None and job.attempts:
+        code = job.attempts[-1].exit_code
+    if job.status != JobStatus.FAILED or not code:
+        return 1
+    if code < 0:  # killed by signal N: the shell's 128 + N
+        return min(128 - code, 255)
+    return code if code <= 255 else 1
+
+
+@click.command(
+    "jobs",
+    epilog="""Examples:
+
+\b
+  corral jobs
+  corral jobs --status pending,running --queue research
+  corral jobs --all --json
+""",
+)
+@click.option(
+    "-s", "--status", "statuses", multiple=True, help="only these statuses (repeat or a,b)"
+)
+@click.option("-q", "--queue", help="only this queue")
+@click.option("--name", help="only jobs with this name")
+@click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
+@click.option("--all", "all_pages", is_flag=True, help="every job, page after page")
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+def list_jobs(
+    *,
+    statuses: tuple[str, ...],
+    queue: str | None,
+    name: str | None,
+    limit: int,
+    all_pages: bool,
+    as_json: bool,
+) -> None:
+    """List jobs, newest first."""
+    wanted = parse_statuses(statuses)
+    with cli_context().client() as client:
+        if all_pages:
+            found = JobList(jobs=list(client.iter_jobs(wanted, queue, name)))
+        else:
+            found = client.list_jobs(wanted, queue, name, limit=limit)
+    if as_json:
+        render.echo_json(found)
+    else:
+        render.print_jobs(found)
+
+
+def parse_statuses(values: tuple[str, ...]) -> list[str] | None:
+    """``("pending,running", "failed")`` -> three statuses; an unknown one is an error."""
+    wanted = [part.strip() for value in values for part in value.split(",") if part.strip()]
+    known = [status.value for status in JobStatus]
+    for status in wanted:
+        if status not in known:
+            raise CliError(f"unknown status {status!r} (one of {', '.join(known)})")
+    return wanted or None
+
+
+@click.command(
+    epilog="""Examples:
+
+\b
+  corral show 12
+  corral show 12 --json | jq .attempts
+""",
+)
+@click.argument("job_id", type=job_id_type())
+@click.option("--json", "as_json", is_flag=True, help="print the job as JSON")
+def show(job_id: int, as_json: bool) -> None:
+    """Show a job: why it waits, its attempts and its events."""
+    with cli_context().client() as client:
+        job = client.get_job(job_id)
+    if as_json:
+        render.echo_json(job)
+    else:
+        render.print_job(job)
+
+
+@click.command(
+    epilog="""Examples:
+
+\b
+  corral logs 12
+  corral logs 12 --attempt 1
+  corral logs -f 12
+""",
+)
+@click.argument("job_id", type=job_id_type())
+@click.option("--attempt", type=click.IntRange(min=1), help="attempt number [default: latest]")
+@click.option("-f", "--follow", is_flag=True, help="keep printing until the job ends")
+@click.option("--json", "as_json", is_flag=True, help="one JSON log chunk per line")
+def logs(job_id: int, attempt: int | None, follow: bool, as_json: bool) -> None:
+    """Print the output (stdout and stderr) of a job's attempt."""
+    shown_attempt = attempt
+    with cli_context().client() as client:
+        for chunk in client.iter_logs(job_id, attempt, follow=follow):
+            if as_json:
+                click.echo(chunk.model_dump_json())
+                continue
+            if follow and shown_attempt is not None and chunk.attempt != shown_attempt:
+                render.print_line(f"--- attempt {chunk.attempt} ---", err=True)
+            shown_attempt = chunk.attempt
+            click.echo(chunk.data, nl=False)
+
+
+@click.command(
+    epilog="""Examples:
+
+\b
+  corral cancel 12
+  corral cancel 12 13 14
+""",
+)
+@click.argument("job_ids", nargs=-1, required=True, type=job_id_type())
+@click.option("--json", "as_json", is_flag=True, help="print the jobs and errors as JSON")
+def cancel(job_ids: tuple[int, ...], as_json: bool) -> None:
+    """Cancel jobs; running ones are stopped (SIGTERM, grace period, SIGKILL)."""
+    done: list[JobView] = []
+    errors: list[dict[str, Any]] = []
+    with cli_context().client() as client:
+        for job_id in job_ids:
+            try:
+                job = client.cancel(job_id)
+            except CorralError as exc:
+                if exc.status is None:
+                    raise  # the server is unreachable: no point trying the other ids
+                errors.append({"id": job_id, "code": exc.code, "message": exc.message})
+                if not as_json:
+                    render.print_line(f"error: job {job_id}: {exc.message}", err=True)
+                continue
+            done.append(job)
+            if not as_json:
+                render.print_line(render.job_cancelled(job))
+    if as_json:
+        render.echo_json({"jobs": done, "errors": errors})
+    if errors:
+        raise SystemExit(1)

@@ -1,0 +1,182 @@
+"""Build a ``JobSpec`` from ``-f job.yaml`` and the submit flags (flags win).
+
+The file uses the field names of ``JobSpec`` (``resources: {gpus: 2}``,
+``time_limit_s: 2h``); a flag overrides the same field of the file, ``--env`` entries
+are merged over the file's ``env``, and a command after ``--`` replaces the file's.
+Every mistake becomes one ``CliError`` line naming the file, the line or the field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from scheduler.cli.config import CliError
+from scheduler.domain.spec import JobSpec, parse_duration_s
+
+NO_COMMAND = (
+    "no command: give it after `--` (corral submit -g 1 -- python train.py) "
+    "or as `command:` in the job file"
+)
+
+
+@dataclass(frozen=True)
+class SpecFlags:
+    """The submit flags; None means "not given" (the file or the default applies)."""
+
+    name: str | None = None
+    queue: str | None = None
+    gpus: int | None = None
+    nodes: int | None = None
+    gpu_type: str | None = None
+    gpu_memory: str | None = None
+    cpus: float | None = None
+    memory: str | None = None
+    priority: int | None = None
+    time_limit: str | None = None
+    max_retries: int | None = None
+    preemptible: bool | None = None
+    ray: bool | None = None
+    grace_period: str | None = None
+    env: Sequence[str] = field(default_factory=tuple)
+    workdir: str | None = None
+
+
+def build_spec(file: Path | None, flags: SpecFlags, command: Sequence[str]) -> JobSpec:
+    """The validated spec: the file's fields, then the flags, then the command."""
+    fields = load_spec_file(file) if file is not None else {}
+    fields = merge_flags(_yaml_scalars_as_strings(fields), flags)
+    if command:
+        fields["command"] = command_from_args(command)
+    if not fields.get("command"):
+        raise CliError(NO_COMMAND)
+    try:
+        return JobSpec.model_validate(fields)
+    except ValidationError as exc:
+        raise CliError(f"invalid job spec: {format_validation_error(exc)}") from None
+
+
+def command_from_args(args: Sequence[str]) -> list[str] | str:
+    """One argument with whitespace is a shell string; anything else is an argv list."""
+    if len(args) == 1 and any(char.isspace() for char in args[0]):
+        return args[0]
+    return list(args)
+
+
+def load_spec_file(path: Path) -> dict[str, Any]:
+    """The mapping in a YAML job file; a syntax error or a non-mapping is a ``CliError``."""
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise CliError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        raise CliError(f"{where}: invalid YAML: {_yaml_problem(exc)}") from None
+    except yaml.YAMLError as exc:
+        raise CliError(f"{path}: invalid YAML: {exc}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        kind = type(loaded).__name__
+        raise CliError(f"{path}: a job file must be a mapping of fields, not a {kind}")
+    return dict(loaded)
+
+
+def _yaml_problem(exc: yaml.MarkedYAMLError) -> str:
+    """``expected ',' or ']', but got ':' (while parsing a flow sequence at line 2)``."""
+    problem = exc.problem or exc.context or "malformed YAML"
+    start, end = exc.context_mark, exc.problem_mark
+    if exc.problem and exc.context and start and end and start.line != end.line:
+        problem += f" ({exc.context} at line {start.line + 1})"
+    return problem
+
+
+def merge_flags(fields: dict[str, Any], flags: SpecFlags) -> dict[str, Any]:
+    """A copy of ``fields`` with every given flag written over it."""
+    merged = dict(fields)
+    top = {
+        "name": flags.name,
+        "queue": flags.queue,
+        "priority": flags.priority,
+        "time_limit_s": flags.time_limit,
+        "max_retries": flags.max_retries,
+        "preemptible": flags.preemptible,
+        "ray": flags.ray,
+        "grace_period_s": _grace_period(flags.grace_period),
+        "workdir": flags.workdir,
+    }
+    merged.update({key: value for key, value in top.items() if value is not None})
+    resources = {
+        "gpus": flags.gpus,
+        "nodes": flags.nodes,
+        "gpu_type": flags.gpu_type,
+        "gpu_memory_mib": flags.gpu_memory,
+        "cpus": flags.cpus,
+        "memory_mib": flags.memory,
+    }
+    given = {key: value for key, value in resources.items() if value is not None}
+    if given:
+        merged["resources"] = {**_mapping(merged.get("resources"), "resources"), **given}
+    if flags.env:
+        merged["env"] = {**_mapping(merged.get("env"), "env"), **parse_env(flags.env)}
+    return merged
+
+
+def parse_env(items: Sequence[str]) -> dict[str, str]:
+    """``["A=1", "B=x=y"]`` -> ``{"A": "1", "B": "x=y"}``."""
+    env: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise CliError(f"--env expects KEY=VALUE, got {item!r}")
+        env[key] = value
+    return env
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    """All of pydantic's complaints on one line: ``resources.gpus: Input should be ...``."""
+    parts = []
+    for error in exc.errors(include_url=False):
+        message = str(error["msg"]).removeprefix("Value error, ")
+        location = ".".join(str(part) for part in error["loc"])
+        parts.append(f"{location}: {message}" if location else message)
+    return "; ".join(parts)
+
+
+def _yaml_scalars_as_strings(fields: dict[str, Any]) -> dict[str, Any]:
+    """``command: [sleep, 5]`` and ``env: {SEED: 1}`` mean strings; YAML reads numbers."""
+    fixed = dict(fields)
+    command, env = fixed.get("command"), fixed.get("env")
+    if isinstance(command, list):
+        fixed["command"] = [_scalar(item) for item in command]
+    if isinstance(env, dict):
+        fixed["env"] = {key: _scalar(value) for key, value in env.items()}
+    return fixed
+
+
+def _scalar(value: Any) -> Any:
+    return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+
+
+def _mapping(value: Any, name: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise CliError(f"invalid job spec: {name}: must be a mapping")
+    return dict(value)
+
+
+def _grace_period(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        seconds = parse_duration_s(value)
+    except ValueError as exc:
+        raise CliError(f"invalid job spec: grace_period_s: {exc}") from None
+    return int(seconds)

@@ -1,0 +1,165 @@
+"""Building a JobSpec from a YAML file and flags: order, command forms, clean errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from scheduler.cli.config import CliError
+from scheduler.cli.spec_input import SpecFlags, build_spec, command_from_args, parse_env
+
+from .conftest import Cli
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "job.yaml"
+    path.write_text(text)
+    return path
+
+
+JOB_YAML = """\
+name: from-file
+queue: research
+command: [python, train.py, --epochs, 3]
+env: {SEED: 1, MODE: file}
+resources: {gpus: 4, gpu_type: A100-80GB, memory_mib: 64G}
+time_limit_s: 1h
+priority: 5
+"""
+
+
+def test_flags_override_the_file_field_by_field(tmp_path: Path) -> None:
+    flags = SpecFlags(gpus=2, priority=7, env=("MODE=flag", "EXTRA=x=y"), time_limit="2h")
+    spec = build_spec(write(tmp_path, JOB_YAML), flags, ())
+    assert spec.name == "from-file" and spec.queue == "research"
+    assert spec.command == ["python", "train.py", "--epochs", "3"]
+    assert spec.resources.gpus == 2  # the flag
+    assert spec.resources.gpu_type == "A100-80GB"  # kept from the file
+    assert spec.resources.memory_mib == 64 * 1024
+    assert spec.priority == 7 and spec.time_limit_s == 7200
+    assert spec.env == {"SEED": "1", "MODE": "flag", "EXTRA": "x=y"}
+
+
+def test_a_command_after_the_flags_replaces_the_files(tmp_path: Path) -> None:
+    spec = build_spec(write(tmp_path, JOB_YAML), SpecFlags(), ("echo", "hi"))
+    assert spec.command == ["echo", "hi"]
+
+
+def test_every_flag_lands_in_its_field() -> None:
+    flags = SpecFlags(
+        name="n",
+        queue="q",
+        gpus=2,
+        nodes=3,
+        gpu_type="H100",
+        gpu_memory="40G",
+        cpus=8.5,
+        memory="1T",
+        priority=-3,
+        time_limit="1h30m",
+        max_retries=2,
+        preemptible=False,
+        ray=True,
+        grace_period="2m",
+        workdir="/work",
+    )
+    spec = build_spec(None, flags, ("python", "x.py"))
+    r = spec.resources
+    assert (r.gpus, r.nodes, r.gpu_type, r.gpu_memory_mib, r.cpus, r.memory_mib) == (
+        2,
+        3,
+        "H100",
+        40960,
+        8.5,
+        1024 * 1024,
+    )
+    assert (spec.name, spec.queue, spec.priority, spec.time_limit_s, spec.max_retries) == (
+        "n",
+        "q",
+        -3,
+        5400,
+        2,
+    )
+    assert (spec.preemptible, spec.ray, spec.grace_period_s, spec.workdir) == (
+        False,
+        True,
+        120,
+        "/work",
+    )
+
+
+def test_one_argument_with_whitespace_is_a_shell_string() -> None:
+    assert command_from_args(["echo hi && sleep 1"]) == "echo hi && sleep 1"
+    assert command_from_args(["python", "train.py", "--lr", "3e-4"]) == [
+        "python",
+        "train.py",
+        "--lr",
+        "3e-4",
+    ]
+    assert command_from_args(["nvidia-smi"]) == ["nvidia-smi"]
+
+
+def test_env_needs_key_equals_value() -> None:
+    assert parse_env(["A=1", "B="]) == {"A": "1", "B": ""}
+    with pytest.raises(CliError, match="--env expects KEY=VALUE, got 'A'"):
+        parse_env(["A"])
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("name: [unclosed\n", "job.yaml:2: invalid YAML: "),
+        ("command: x\n  bad: indent: here\n", "job.yaml:2: invalid YAML: "),
+        ("- just\n- a list\n", "job.yaml: a job file must be a mapping of fields, not a list"),
+        ("command: x\ngpus: 2\n", "invalid job spec: gpus: Extra inputs are not permitted"),
+        ("resources: 3\ncommand: x\n", "invalid job spec: resources: "),
+    ],
+)
+def test_bad_files_are_one_line_errors(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(CliError) as caught:
+        build_spec(write(tmp_path, text), SpecFlags(), ())
+    assert message in caught.value.message
+    assert "\n" not in caught.value.message
+
+
+def test_no_command_says_where_to_put_it() -> None:
+    with pytest.raises(CliError, match="no command: give it after `--`"):
+        build_spec(None, SpecFlags(gpus=1), ())
+
+
+def test_negative_gpus_is_one_line_and_exit_1(corral: Cli) -> None:
+    result = corral("submit", "-g", "-1", "--", "python", "train.py")
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "error: invalid job spec: resources.gpus: Input should be greater than or equal to 0\n"
+    )
+    assert corral.fake.requests == []  # nothing was sent
+
+
+def test_several_problems_share_the_line(corral: Cli) -> None:
+    result = corral("submit", "-g", "-1", "--priority", "5000", "--", "x")
+    assert result.exit_code == 1
+    assert result.stderr.count("\n") == 1
+    assert "resources.gpus:" in result.stderr and "priority:" in result.stderr
+
+
+def test_bad_sizes_and_durations_name_the_field(corral: Cli) -> None:
+    result = corral("submit", "--gpu-memory", "lots", "--", "x")
+    assert result.exit_code == 1
+    assert "resources.gpu_memory_mib: not a size: 'lots'" in result.stderr
+    result = corral("submit", "--grace-period", "soon", "--", "x")
+    assert "grace_period_s: not a duration: 'soon'" in result.stderr
+
+
+def test_bad_yaml_through_the_cli_names_file_and_line(corral: Cli, tmp_path: Path) -> None:
+    path = write(tmp_path, "command: [a, b\nname: x\n")
+    result = corral("submit", "-f", str(path))
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error: {path}:")
+    assert "invalid YAML" in result.stderr and "Traceback" not in result.output
+
+
+def test_a_missing_file_is_a_usage_error(corral: Cli, tmp_path: Path) -> None:
+    result = corral("submit", "-f", str(tmp_path / "nope.yaml"))
+    assert result.exit_code == 2
