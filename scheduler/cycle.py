@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from scheduler.domain.decisions import Decisions
 from scheduler.domain.snapshot import Snapshot
-from scheduler.services.runtime import Runtime
+from scheduler.runtime import Runtime
 from scheduler.store.models import utcnow
 from scheduler.store.placements import apply_decisions
 from scheduler.store.snapshot import build_snapshot

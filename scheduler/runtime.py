@@ -22,6 +22,7 @@ class Notifier:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._nodes: dict[str, asyncio.Event] = {}
         self.cycle = asyncio.Event()
+        self.closing = False
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -32,6 +33,8 @@ class Notifier:
         event = self._nodes.get(name)
         if event is None or event.is_set():
             event = self._nodes[name] = asyncio.Event()
+        if self.closing:  # the server is stopping: no long poll may hold it up
+            event.set()
         return event
 
     def _fire(self, names: list[str], schedule: bool) -> None:
@@ -41,6 +44,12 @@ class Notifier:
                 event.set()
         if schedule:
             self.cycle.set()
+
+    def close(self) -> None:
+        """Answer every held long poll now (the server is shutting down)."""
+        self.closing = True
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._fire, list(self._nodes), True)
 
     def notify(self, effects: Effects) -> None:
         self.wake(effects.nodes, schedule=effects.schedule)

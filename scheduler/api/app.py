@@ -20,7 +20,7 @@ from scheduler.loops.limits import limits_loop
 from scheduler.loops.liveness import liveness_loop
 from scheduler.loops.prune import prune_loop
 from scheduler.loops.schedule import schedule_loop
-from scheduler.services.runtime import Runtime
+from scheduler.runtime import Runtime
 
 log = logging.getLogger("corral.server")
 

@@ -6,8 +6,8 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
+from scheduler.runtime import Runtime
 from scheduler.services.bootstrap import Principal, authenticate
-from scheduler.services.runtime import Runtime
 
 
 def runtime(request: Request) -> Runtime:

@@ -13,7 +13,6 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
-from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from scheduler.domain.errors import CorralError
@@ -35,7 +34,7 @@ def _field(loc: tuple[Any, ...]) -> str | None:
 def _validation(errors: list[Any]) -> JSONResponse:
     first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
     field = _field(tuple(first.get("loc", ())))
-    message = str(first.get("msg", "invalid request"))
+    message = str(first.get("msg", "invalid request")).removeprefix("Value error, ")
     if field:
         message = f"{field}: {message}"
     if len(errors) > 1:
@@ -46,6 +45,8 @@ def _validation(errors: list[Any]) -> JSONResponse:
 def install(app: FastAPI) -> None:
     @app.exception_handler(CorralError)
     async def _corral(_: Request, exc: CorralError) -> JSONResponse:
+        if exc.status >= 500:
+            log.warning("%s", exc.message)
         return error_response(exc.status, exc.code, exc.message, exc.field)
 
     @app.exception_handler(RequestValidationError)
@@ -60,11 +61,6 @@ def install(app: FastAPI) -> None:
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return error_response(exc.status_code, code, str(exc.detail))
-
-    @app.exception_handler(OperationalError)
-    async def _database(_: Request, exc: OperationalError) -> JSONResponse:
-        log.warning("database unavailable: %s", exc.orig)
-        return error_response(503, "unavailable", "the database is unavailable; try again")
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

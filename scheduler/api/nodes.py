@@ -24,8 +24,8 @@ def show(name: str, rt: RuntimeDep, _: Auth) -> NodeInfo:
 
 
 @router.post("/{name}/drain", response_model=NodeInfo, responses={404: {"model": ErrorResponse}})
-def drain(name: str, body: DrainRequest, rt: RuntimeDep, _: Auth) -> NodeInfo:
-    return nodes.set_drained(rt, name, True, body.reason)
+def drain(name: str, rt: RuntimeDep, _: Auth, body: DrainRequest | None = None) -> NodeInfo:
+    return nodes.set_drained(rt, name, True, (body or DrainRequest()).reason)
 
 
 @router.post("/{name}/undrain", response_model=NodeInfo, responses={404: {"model": ErrorResponse}})

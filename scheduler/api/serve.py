@@ -6,17 +6,30 @@ import json
 import logging
 import os
 import socket
+from types import FrameType
 
 import uvicorn
 
 from scheduler.api.app import create_app
 from scheduler.paths import server_info_path, write_private
+from scheduler.runtime import Runtime
 from scheduler.services.bootstrap import prepare
-from scheduler.services.runtime import Runtime
 from scheduler.settings import ServerSettings
 from scheduler.store.db import Database
 
 log = logging.getLogger("corral.server")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, but a stop signal also releases the agents' long polls at once."""
+
+    def __init__(self, config: uvicorn.Config, rt: Runtime) -> None:
+        super().__init__(config)
+        self.rt = rt
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self.rt.notifier.close()
+        super().handle_exit(sig, frame)
 
 
 def serve(settings: ServerSettings, *, announce: bool = True) -> None:
@@ -42,6 +55,6 @@ def serve(settings: ServerSettings, *, announce: bool = True) -> None:
         create_app(rt), log_level="warning", access_log=False, timeout_graceful_shutdown=5
     )
     try:
-        uvicorn.Server(config).run(sockets=[sock])
+        _Server(config, rt).run(sockets=[sock])
     finally:
         db.dispose()

@@ -153,8 +153,13 @@ class JobSpec(BaseModel):
     def display_name(self) -> str:
         if self.name:
             return self.name
-        first = self.command if isinstance(self.command, str) else self.command[0]
-        word = shlex.split(first)[0] if isinstance(self.command, str) and first.strip() else first
+        if isinstance(self.command, list):
+            word = self.command[0]
+        else:
+            try:
+                word = shlex.split(self.command)[0]
+            except (ValueError, IndexError):  # unbalanced quotes: sh will say so at run time
+                word = self.command.split()[0]
         base = word.rsplit("/", 1)[-1]
         cleaned = re.sub(r"[^A-Za-z0-9._-]", "-", base)[:128].lstrip("._-")
         return cleaned or "job"

@@ -5,10 +5,14 @@ Level-triggered and idempotent. Every sync carries the agent's whole actual stat
 desired state. A lost request or reply is repaired by the next sync.
 
 Agent rules, applied to each reply:
-- start every attempt in ``run`` that it does not hold yet;
+- start every attempt in ``run`` that it does not hold yet and has not already ended;
 - stop (SIGTERM, grace, SIGKILL) every attempt in ``stop``;
 - stop every attempt it holds that is in neither list (the server no longer wants it);
 - forget an ended attempt once it is in neither list and ``log_acks`` covers its log.
+
+Server rules: ``log_acks`` names every attempt the request reported; an attempt in
+``stop`` that the agent no longer reports is over (it never started there, or it was
+forgotten), so the server never waits for an end report of it.
 """
 
 from __future__ import annotations
@@ -22,7 +26,16 @@ MAX_WAIT_S = 30.0
 
 
 class _Msg(BaseModel):
+    """What an agent sends: validated strictly (an unknown field is a 422)."""
+
     model_config = ConfigDict(extra="forbid", ser_json_bytes="base64", val_json_bytes="base64")
+
+
+class _Reply(BaseModel):
+    """What the server sends: unknown fields are ignored, so a newer server can add
+    fields without breaking older agents during a rolling upgrade."""
+
+    model_config = ConfigDict(extra="ignore")
 
 
 class GpuFacts(_Msg):
@@ -92,7 +105,7 @@ class SyncRequest(_Msg):
     )
 
 
-class AttemptLaunch(_Msg):
+class AttemptLaunch(_Reply):
     attempt_id: int
     job_id: int
     attempt_number: int
@@ -109,13 +122,13 @@ class AttemptLaunch(_Msg):
     ray: bool = False
 
 
-class AttemptStop(_Msg):
+class AttemptStop(_Reply):
     attempt_id: int
     reason: str
     grace_period_s: int = 30
 
 
-class SyncReply(_Msg):
+class SyncReply(_Reply):
     node_state: str
     run: list[AttemptLaunch] = Field(default_factory=list)
     stop: list[AttemptStop] = Field(default_factory=list)

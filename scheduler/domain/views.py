@@ -16,7 +16,7 @@ class _View(BaseModel):
 
 
 class ErrorBody(_View):
-    code: str = Field(description="machine-readable, e.g. invalid_spec, not_found, job_finished")
+    code: str = Field(description="machine-readable, e.g. invalid_request, not_found, job_finished")
     message: str = Field(description="one readable sentence")
     field: str | None = Field(default=None, description="dotted path of the offending field")
 

@@ -2,46 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from datetime import datetime, timedelta
-
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
-from scheduler.domain.status import AttemptStatus, TerminationReason
+from scheduler.domain.status import TerminationReason
 from scheduler.loops.base import Loop
-from scheduler.services.runtime import Runtime
-from scheduler.store.attempts import Effects, request_stop
-from scheduler.store.models import AttemptRow, utcnow
-
-
-def _overdue(attempts: Iterable[AttemptRow], now: datetime) -> Iterator[tuple[AttemptRow, int]]:
-    for attempt in attempts:
-        limit_s = attempt.job.spec.get("time_limit_s")
-        began = attempt.started_at or attempt.created_at
-        if limit_s and now - began >= timedelta(seconds=int(limit_s)):
-            yield attempt, int(limit_s)
-
-
-def _running(session: Session) -> Iterable[AttemptRow]:
-    stmt = select(AttemptRow).where(AttemptRow.status == AttemptStatus.RUNNING)
-    return session.scalars(stmt).unique()
+from scheduler.runtime import Runtime
+from scheduler.store.attempts import Effects, overdue_attempts, request_stop
+from scheduler.store.models import utcnow
 
 
 def stop_overdue(rt: Runtime) -> int:
     now = utcnow()
-    effects = Effects()
-    stopped = 0
     with rt.db.read() as session:
-        if next(_overdue(_running(session), now), None) is None:
+        if not overdue_attempts(session, now):
             return 0
+    effects = Effects()
     with rt.db.write() as session:
-        for attempt, limit_s in list(_overdue(_running(session), now)):
+        overdue = overdue_attempts(session, now)
+        for attempt, limit_s in overdue:
             message = f"time limit of {limit_s}s reached"
             effects.merge(request_stop(session, attempt, TerminationReason.TIMEOUT, now, message))
-            stopped += 1
     rt.notifier.notify(effects)
-    return stopped
+    return len(overdue)
 
 
 def limits_loop(rt: Runtime) -> Loop:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 from scheduler.loops.base import Loop
-from scheduler.services.runtime import Runtime
+from scheduler.runtime import Runtime
 from scheduler.store.attempts import Effects, live_parts_on_node, part_lost
 from scheduler.store.models import utcnow
 from scheduler.store.nodes import NODE_LOST, stale_nodes

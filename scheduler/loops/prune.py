@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from scheduler.loops.base import Loop
-from scheduler.services.runtime import Runtime
+from scheduler.runtime import Runtime
 from scheduler.store.models import utcnow
 from scheduler.store.nodes import prune_samples
 

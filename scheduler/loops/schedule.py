@@ -7,7 +7,7 @@ import asyncio
 
 from scheduler.cycle import run_cycle
 from scheduler.loops.base import Loop
-from scheduler.services.runtime import Runtime
+from scheduler.runtime import Runtime
 
 
 def schedule_loop(rt: Runtime) -> Loop:

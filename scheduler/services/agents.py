@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 
 from scheduler.domain.sync import SyncReply, SyncRequest
-from scheduler.services.runtime import Runtime
+from scheduler.runtime import Runtime
 from scheduler.store.agent_sync import apply_sync, desired_state, needs_action
 from scheduler.store.models import utcnow
 from scheduler.store.nodes import get_node

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from scheduler.domain.errors import Unauthorized
 from scheduler.paths import admin_token_path, read_admin_token, write_private
-from scheduler.services.runtime import Runtime
+from scheduler.runtime import Runtime
 from scheduler.store import tokens
 from scheduler.store.db import upgrade
 from scheduler.store.models import utcnow

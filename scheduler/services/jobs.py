@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from sqlalchemy.exc import IntegrityError
-
 from scheduler.domain.errors import Conflict, Invalid, NotFound
 from scheduler.domain.spec import JobSpec
 from scheduler.domain.status import LIVE_ATTEMPT, TERMINAL, JobStatus, TerminationReason
 from scheduler.domain.views import JobList, JobView, LogChunk
 from scheduler.policy import can_ever_fit
-from scheduler.services.runtime import Runtime
+from scheduler.runtime import Runtime
 from scheduler.store import jobs as store_jobs
 from scheduler.store.attempts import Effects, request_stop
 from scheduler.store.logs import read_log
@@ -25,9 +23,7 @@ def submit(rt: Runtime, spec: JobSpec, idempotency_key: str | None = None) -> tu
     """Store a new job (committed before this returns); (view, created)."""
     try:
         return _submit_once(rt, spec, idempotency_key)
-    except IntegrityError:  # a concurrent submit with the same key won the race
-        if idempotency_key is None:
-            raise
+    except store_jobs.DuplicateKey:  # a concurrent submit with the same key won the race
         return _submit_once(rt, spec, idempotency_key)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from scheduler.domain.views import NodeInfo, NodeList
-from scheduler.services.runtime import Runtime
+from scheduler.runtime import Runtime
 from scheduler.store import nodes as store_nodes
 from scheduler.store.views import node_infos
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from scheduler.domain.spec import QueuePatch, QueueSpec
 from scheduler.domain.views import QueueInfo, QueueList
-from scheduler.services.runtime import Runtime
+from scheduler.runtime import Runtime
 from scheduler.store import queues as store_queues
 from scheduler.store.models import utcnow
 

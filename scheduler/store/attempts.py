@@ -230,6 +230,15 @@ def _final_reason(attempt: AttemptRow) -> TerminationReason:
     return R.FAILED
 
 
+def _exit_code(attempt: AttemptRow, reason: TerminationReason) -> int | None:
+    """The first failing part's own code: a part the agent stopped only tells our signal."""
+    failed = [p for p in attempt.parts if p.exit_code not in (None, 0)]
+    own = [p for p in failed if not p.stopped_by_agent] or failed
+    if own:
+        return own[0].exit_code
+    return 0 if reason is R.SUCCEEDED else None
+
+
 def finish_if_done(
     session: Session, attempt: AttemptRow, now: datetime, retry: RetrySettings
 ) -> Effects:
@@ -239,8 +248,7 @@ def finish_if_done(
     ):
         return Effects()
     reason = _final_reason(attempt)
-    codes = [p.exit_code for p in attempt.parts if p.exit_code not in (None, 0)]
-    exit_code = codes[0] if codes else (0 if reason is R.SUCCEEDED else None)
+    exit_code = _exit_code(attempt, reason)
     previous = JobStatus(attempt.status.value)
     attempt.status = AttemptStatus.ENDED
     attempt.reason = reason
@@ -313,3 +321,15 @@ def live_parts_on_node(session: Session, node_id: int) -> list[AttemptPartRow]:
         AttemptPartRow.state.in_([PartState.PENDING, PartState.RUNNING]),
     )
     return list(session.scalars(stmt))
+
+
+def overdue_attempts(session: Session, now: datetime) -> list[tuple[AttemptRow, int]]:
+    """Running attempts past their job's time limit, with that limit in seconds."""
+    stmt = select(AttemptRow).where(AttemptRow.status == AttemptStatus.RUNNING)
+    overdue = []
+    for attempt in session.scalars(stmt).unique():
+        limit_s = attempt.job.spec.get("time_limit_s")
+        began = attempt.started_at or attempt.created_at
+        if limit_s and now - began >= timedelta(seconds=int(limit_s)):
+            overdue.append((attempt, int(limit_s)))
+    return overdue

@@ -19,9 +19,11 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 import migrations
+from scheduler.domain.errors import Unavailable
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -44,6 +46,16 @@ def _configure_sqlite(engine: Engine, *, immediate: bool) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+@contextmanager
+def _unavailable_as_503() -> Iterator[None]:
+    """A database that cannot be reached (or is locked past the timeout) is Unavailable."""
+    try:
+        yield
+    except (OperationalError, InterfaceError) as exc:
+        first = str(exc.orig or exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise Unavailable(f"the database is unavailable: {first}") from exc
 
 
 class Database:
@@ -77,12 +89,12 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[Session]:
-        with self._write.begin() as session:
+        with _unavailable_as_503(), self._write.begin() as session:
             yield session
 
     @contextmanager
     def read(self) -> Iterator[Session]:
-        with self._read.begin() as session:
+        with _unavailable_as_503(), self._read.begin() as session:
             yield session
 
     def dispose(self) -> None:

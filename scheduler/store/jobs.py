@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from scheduler.domain.errors import Conflict, Invalid, NotFound
@@ -15,6 +16,10 @@ from scheduler.domain.spec import JobSpec
 from scheduler.domain.status import JobStatus
 from scheduler.store.models import AttemptRow, JobEventRow, JobRow, QueueRow
 from scheduler.store.transitions import record_event
+
+
+class DuplicateKey(Exception):
+    """Another transaction inserted a job with the same idempotency key first."""
 
 
 def spec_digest(spec: JobSpec) -> str:
@@ -52,16 +57,22 @@ def insert_job(
         idempotency_key=idempotency_key,
         spec_digest=spec_digest(spec),
     )
-    session.add(row)
-    session.flush()
+    try:
+        with session.begin_nested():
+            session.add(row)
+            session.flush()
+    except IntegrityError as exc:
+        if idempotency_key is None:
+            raise
+        raise DuplicateKey(idempotency_key) from exc
     record_event(session, row.id, "submitted", f"submitted to queue {queue.name}", now)
     return row
 
 
 def get_job(session: Session, job_id: int, *, for_update: bool = False) -> JobRow:
     stmt = select(JobRow).where(JobRow.id == job_id)
-    if for_update:
-        stmt = stmt.with_for_update()
+    if for_update:  # lock the job row only: FOR UPDATE may not reach the outer-joined queue
+        stmt = stmt.with_for_update(of=JobRow)
     row = session.scalars(stmt).one_or_none()
     if row is None:
         raise NotFound(f"no job {job_id}", field="job_id")

@@ -38,7 +38,7 @@ def apply_decisions(session: Session, decisions: Decisions, now: datetime) -> tu
 def _place(
     session: Session, placement: Placement, nodes: dict[str, NodeRow], now: datetime
 ) -> bool:
-    job = session.get(JobRow, placement.job_id, with_for_update=True)
+    job = session.get(JobRow, placement.job_id, with_for_update={"of": JobRow})
     if job is None or job.status is not JobStatus.PENDING:
         return False
     chosen = [nodes[name] for name in placement.nodes]
