@@ -80,13 +80,13 @@ class LocalCluster:
             )
         return Proc(name, popen, log_path)
 
-    def start_server(self, timeout_s: float = 60.0) -> None:
-        """Start the server on a free loopback port and wait until it answers."""
+    def start_server(self, timeout_s: float = 60.0, port: int = 0) -> None:
+        """Start the server (on a free loopback port unless given) and wait until it answers."""
         server_dir = self.data_dir / "server"
         info_path = server_dir / "server.json"
         info_path.unlink(missing_ok=True)
         argv = corral_argv(
-            "server", "--data-dir", str(server_dir), "--port", "0", *self.server_args
+            "server", "--data-dir", str(server_dir), "--port", str(port), *self.server_args
         )
         self.server = self._spawn("server", argv)
         deadline = time.monotonic() + timeout_s
@@ -101,6 +101,16 @@ class LocalCluster:
                 raise ClusterError(f"the server exited:\n{self.server.tail()}")
             time.sleep(0.05)
         raise ClusterError(f"the server did not answer within {timeout_s:.0f}s")
+
+    def restart_server(self, *, crash: bool = False, down_s: float = 0.0) -> None:
+        """Stop the server (SIGKILL when ``crash``) and start it again on the same port."""
+        assert self.server is not None, "start_server first"
+        if crash:
+            self.server.kill()
+        else:
+            self.server.stop()
+        time.sleep(down_s)
+        self.start_server(port=int(self.url.rsplit(":", 1)[1]))
 
     def _healthy(self) -> bool:
         try:

@@ -115,3 +115,48 @@ def alive(pid: int) -> bool:
 def kill_group(pid: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(os.getpgid(pid), signal.SIGKILL)
+
+
+def _job_count(cli: Cli) -> int:
+    out = cli.run("jobs", "--all", "--json")
+    assert out.returncode == 0, out.stderr
+    listed = json.loads(out.stdout)
+    return len(listed["jobs"] if isinstance(listed, dict) else listed)
+
+
+BAD_SUBMITS = [
+    pytest.param(["-g", "-1", "--", "true"], "gpus", id="negative-gpus"),
+    pytest.param(["-q", "no-such-queue", "--", "true"], "queue", id="unknown-queue"),
+    pytest.param(["-g", "64", "--", "true"], "node", id="never-fits"),
+    pytest.param(["--gpu-type", "Z999", "--", "true"], "node", id="no-such-gpu-type"),
+    pytest.param(["--time-limit", "soon", "--", "true"], "duration", id="bad-duration"),
+    pytest.param(["-e", "CUDA_VISIBLE_DEVICES=0", "--", "true"], "CUDA_VISIBLE_DEVICES", id="env"),
+    pytest.param(["-f", "{yaml}"], "yaml", id="malformed-yaml"),
+    pytest.param(["-f", "{unknown}"], "bogus", id="unknown-field"),
+]
+
+
+@pytest.mark.parametrize(("args", "mentions"), BAD_SUBMITS)
+def test_bad_submit_is_one_line_and_changes_nothing(
+    cli: Cli, tmp_path: Path, args: list[str], mentions: str
+) -> None:
+    bad_yaml = tmp_path / "bad.yaml"
+    bad_yaml.write_text("command: [unclosed\nresources: {gpus: 1\n")
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text("command: ['true']\nbogus: 1\n")
+    args = [a.replace("{yaml}", str(bad_yaml)).replace("{unknown}", str(unknown)) for a in args]
+    before = _job_count(cli)
+    out = cli.run("submit", *args)
+    assert out.returncode != 0
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), out.stderr
+    assert mentions.lower() in lines[0].lower()
+    assert _job_count(cli) == before
+
+
+def test_bad_token_is_refused(cli: Cli) -> None:
+    env = {**cli.env, "CORRAL_TOKEN": "crl_not-a-real-token"}
+    out = Cli(env).run("jobs")
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines() == [out.stderr.strip()]
+    assert "token" in out.stderr
