@@ -75,6 +75,8 @@ def create_attempt(
         wait_reason=None,
         wait_message=None,
         not_before=None,
+        termination_reason=None,  # those of the previous attempt no longer describe the job
+        exit_code=None,
     ):
         return None
     total = sum(len(v) for v in gpus.values())

@@ -66,7 +66,7 @@ def queue_infos(session: Session, names: list[str] | None = None) -> list[QueueI
             select(JobRow.queue_id, JobRow.status, func.count())
             .where(JobRow.status.in_([JobStatus.PENDING, *LIVE]))
             .group_by(JobRow.queue_id, JobRow.status)
-        ).tuples()
+        ).all()
     }
     gpus = dict(
         session.execute(

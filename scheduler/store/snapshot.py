@@ -111,7 +111,7 @@ def _running(session: Session) -> tuple[RunningJob, ...]:
             preemptible=bool(job.spec.get("preemptible", True)),
             time_limit_s=job.spec.get("time_limit_s"),
         )
-        for attempt, job in session.execute(stmt).unique().tuples()
+        for attempt, job in session.execute(stmt).unique().all()
     )
 
 

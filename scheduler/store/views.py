@@ -31,7 +31,7 @@ def _gpu_refs(session: Session, attempt_ids: list[int]) -> dict[int, list[GpuRef
         .where(AllocationRow.attempt_id.in_(attempt_ids))
         .order_by(AllocationRow.id)
     )
-    for alloc, node in session.execute(stmt).tuples():
+    for alloc, node in session.execute(stmt).all():
         refs[alloc.attempt_id].append(
             GpuRefView(node=node, index=alloc.gpu_index, uuid=alloc.gpu_uuid)
         )
