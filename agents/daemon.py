@@ -1,5 +1,9 @@
 """The agent daemon: three small loops in one asyncio loop.
 
+0. once, before the first sync: stop what a previous life of the agent left running
+   (``Runner.stop_orphans``, grace ``orphan_grace_s``). Those attempts are then not
+   reported, so the server ends them as lost and requeues their jobs; they are never
+   running twice, once left over and once started again.
 1. sync: post the node's actual state, apply the desired state in the reply by the
    rules of ``scheduler.domain.sync`` (start, stop, stop the unlisted, forget).
 2. watch: every ``WATCH_INTERVAL_S``, reap exits and enforce stop deadlines, tell the
@@ -75,6 +79,7 @@ class AgentConfig:
     log_flush_interval_s: float = 0.5
     retry_max_s: float = 5.0
     http_timeout_s: float = 10.0  # added to the long poll for each request
+    orphan_grace_s: float = 5.0  # SIGTERM to SIGKILL for what a previous agent life left
 
     def __post_init__(self) -> None:
         if not 0 <= self.long_poll_s <= MAX_WAIT_S:
@@ -82,6 +87,8 @@ class AgentConfig:
         for field in ("sample_interval_s", "log_flush_interval_s", "retry_max_s"):
             if getattr(self, field) <= 0:
                 raise ValueError(f"{field} must be > 0")
+        if self.orphan_grace_s < 0:
+            raise ValueError("orphan_grace_s must be >= 0")
         try:
             NodeFacts(name=self.name, hostname="-", cpus=1, memory_total_mib=0)
         except pydantic.ValidationError:
@@ -137,14 +144,12 @@ class Agent:
             loop.add_signal_handler(sig, self.request_stop)
         node, server = self._node, self._config.server
         log.info("agent %s up: %d GPUs, server %s", node.name, len(node.gpus), server)
-        loops = [
-            asyncio.create_task(self._sync_loop()),
-            asyncio.create_task(self._every("watch", WATCH_INTERVAL_S, self._watch_once)),
-            asyncio.create_task(
-                self._every("sample", self._config.sample_interval_s, self._sample_once)
-            ),
-        ]
+        loops: list[asyncio.Task[None]] = []
         try:
+            # Before the first sync, and failing closed: an agent that could not stop
+            # what its previous life left must not let the server start it again.
+            await asyncio.to_thread(self._runner.stop_orphans, self._config.orphan_grace_s)
+            loops = self._start_loops()
             await self._stop_requested.wait()
         finally:
             for task in loops:
@@ -159,6 +164,14 @@ class Agent:
                 loop.remove_signal_handler(sig)
         log.info("agent %s stopped", self._node.name)
         return self._exit_code
+
+    def _start_loops(self) -> list[asyncio.Task[None]]:
+        sample_s = self._config.sample_interval_s
+        return [
+            asyncio.create_task(self._sync_loop()),
+            asyncio.create_task(self._every("watch", WATCH_INTERVAL_S, self._watch_once)),
+            asyncio.create_task(self._every("sample", sample_s, self._sample_once)),
+        ]
 
     async def _every(
         self, name: str, interval_s: float, body: Callable[[], Awaitable[None]]

@@ -11,7 +11,16 @@ Invariants:
   blocks: ``poll()`` reaps exits and enforces deadlines, the caller calls it often;
 - the log ``DATA_DIR/attempts/<id>/output.log`` (stdout and stderr of the attempt,
   written by the process itself, plus ``[corral-agent]`` notes) is only ever
-  appended to, so a byte offset into it stays valid, even across agent restarts.
+  appended to, so a byte offset into it stays valid, even across agent restarts;
+- ``CORRAL_CHECKPOINT_DIR`` of the launch exists before the process starts (created
+  ``mkdir -p``, mode 0o755); when it cannot be created the attempt fails to launch.
+
+Surviving the agent (see ``agents.orphans``): every started attempt has a
+``ProcessRecord`` in ``attempts/<id>/process.json``, written atomically right after the
+start and removed once its leader is reaped; a start whose record cannot be written
+is killed and fails to launch. (An agent that dies in the microseconds between the
+fork and the write leaves its group unrecorded.) ``stop_orphans()``, called once
+before the first start, stops the groups a previous agent life left.
 """
 
 from __future__ import annotations
@@ -22,16 +31,29 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from agents.orphans import (
+    ATTEMPT_ENV,
+    JOB_ID_ENV,
+    WARNING_OUTCOMES,
+    Orphan,
+    read_record,
+    record_process,
+    stop_groups,
+    write_record,
+)
 from scheduler.domain.sync import MAX_LOG_CHUNK_BYTES, AttemptLaunch, AttemptReport, AttemptState
 
 log = logging.getLogger("corral.agent.runner")
 
 ATTEMPTS_DIR = "attempts"
 LOG_FILE = "output.log"
+RECORD_FILE = "process.json"
+CHECKPOINT_DIR_ENV = "CORRAL_CHECKPOINT_DIR"
+CHECKPOINT_DIR_MODE = 0o755
 MAX_MESSAGE_LEN = 2000
 LIVE_STATES = frozenset({AttemptState.RUNNING, AttemptState.STOPPING})
 
@@ -95,6 +117,35 @@ def _exit_message(attempt: _Attempt, exit_code: int) -> str:
     return text + (" (stopped by the agent)" if attempt.stopped_by_agent else "")
 
 
+def _launch_env(launch: AttemptLaunch) -> dict[str, str]:
+    """The agent's env, ``CORRAL_JOB_ID``/``CORRAL_ATTEMPT`` by default, the launch's env."""
+    env = {
+        **os.environ,
+        JOB_ID_ENV: str(launch.job_id),
+        ATTEMPT_ENV: str(launch.attempt_number),
+        **launch.env,
+    }
+    if "CUDA_VISIBLE_DEVICES" not in launch.env:
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, launch.gpu_indices))
+    # NVML numbers GPUs in PCI bus order; make CUDA number them the same way.
+    env.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
+    return env
+
+
+def _make_checkpoint_dir(launch_env: Mapping[str, str]) -> None:
+    """Create the launch's ``CORRAL_CHECKPOINT_DIR`` if it names one; raise with why not."""
+    raw = launch_env.get(CHECKPOINT_DIR_ENV)
+    if not raw:
+        return
+    path = Path(raw)
+    if not path.is_absolute():
+        raise ValueError(f"{CHECKPOINT_DIR_ENV} must be an absolute path, not {raw!r}")
+    try:
+        path.mkdir(mode=CHECKPOINT_DIR_MODE, parents=True, exist_ok=True)
+    except OSError as err:
+        raise OSError(f"cannot create the checkpoint dir {raw}: {err}") from err
+
+
 class Runner:
     """The attempts this node runs. Not thread-safe: call it from one thread."""
 
@@ -109,6 +160,9 @@ class Runner:
     def log_path(self, attempt_id: int) -> Path:
         return self.attempt_dir(attempt_id) / LOG_FILE
 
+    def record_path(self, attempt_id: int) -> Path:
+        return self.attempt_dir(attempt_id) / RECORD_FILE
+
     def start(self, launch: AttemptLaunch) -> AttemptView:
         """Start ``launch`` (no-op if held): RUNNING, or LAUNCH_FAILED with a message."""
         held = self.get(launch.attempt_id)
@@ -122,24 +176,23 @@ class Runner:
         )
         self._attempts[launch.attempt_id] = attempt
         try:
-            attempt.popen = self._spawn(launch)
+            env = _launch_env(launch)
+            popen = self._spawn(launch, env)
+            self._record(launch.attempt_id, popen, env)
+            attempt.popen = popen
         except (OSError, ValueError) as err:
             attempt.state = AttemptState.LAUNCH_FAILED
             attempt.message = f"launch failed: {err}"[:MAX_MESSAGE_LEN]
             self._note(launch.attempt_id, attempt.message)
         return self._view(attempt)
 
-    def _spawn(self, launch: AttemptLaunch) -> subprocess.Popen[bytes]:
+    def _spawn(self, launch: AttemptLaunch, env: dict[str, str]) -> subprocess.Popen[bytes]:
         """Start the leader in a new session, writing into the log; raises OSError."""
         attempt_dir = self.attempt_dir(launch.attempt_id)
         attempt_dir.mkdir(parents=True, exist_ok=True)
         if not launch.argv:
             raise ValueError("empty argv")
-        env = {**os.environ, **launch.env}
-        if "CUDA_VISIBLE_DEVICES" not in launch.env:
-            env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, launch.gpu_indices))
-        # NVML numbers GPUs in PCI bus order; make CUDA number them the same way.
-        env.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
+        _make_checkpoint_dir(launch.env)
         with open(self.log_path(launch.attempt_id), "ab") as log_file:
             return subprocess.Popen(
                 launch.argv,
@@ -150,6 +203,15 @@ class Runner:
                 env=env,
                 start_new_session=True,
             )
+
+    def _record(self, attempt_id: int, popen: subprocess.Popen[bytes], env: dict[str, str]) -> None:
+        """Write the attempt's ``ProcessRecord``; else kill and reap ``popen``, raise OSError."""
+        try:
+            write_record(self.record_path(attempt_id), record_process(popen.pid, env))
+        except OSError as err:
+            _killpg(popen.pid, signal.SIGKILL)
+            popen.wait()
+            raise OSError(f"cannot record its process: {err}") from err
 
     def stop(self, attempt_id: int, grace_period_s: float, reason: str = "") -> bool:
         """SIGTERM the group of a RUNNING attempt; SIGKILL follows after the grace.
@@ -183,6 +245,7 @@ class Runner:
             if _leader_exited(pid):
                 _killpg(pid, signal.SIGKILL)  # its leftover children, before the reap
                 exit_code = attempt.popen.wait()
+                self._drop_record(attempt.attempt_id)
                 attempt.state, attempt.exit_code = AttemptState.EXITED, exit_code
                 attempt.message = _exit_message(attempt, exit_code)
                 attempt.kill_at = None
@@ -253,6 +316,46 @@ class Runner:
             return self.log_path(attempt_id).stat().st_size
         except FileNotFoundError:
             return 0
+
+    # --- what a previous agent life left ----------------------------------------------
+
+    def stop_orphans(self, grace_s: float) -> list[Orphan]:
+        """Stop the attempts a previous agent life left running here; what was found.
+
+        Call once, before the first ``start`` (a start overwrites its record). Each
+        record found is handled, logged in one line (here and in the attempt's log) and
+        removed. The attempts are not held afterwards: the server ends them as lost.
+        """
+        records = {i: read_record(self.record_path(i)) for i in self._recorded_ids()}
+        orphans = stop_groups(records, grace_s)
+        for orphan in orphans:
+            text = orphan.describe(grace_s)
+            level = logging.WARNING if orphan.outcome in WARNING_OUTCOMES else logging.INFO
+            log.log(level, "attempt %d was left by a previous agent: %s", orphan.attempt_id, text)
+            self._note(orphan.attempt_id, f"the agent restarted and found this attempt: {text}")
+            self._drop_record(orphan.attempt_id)
+        return orphans
+
+    def _recorded_ids(self) -> list[int]:
+        """The attempt ids with a process record on disk."""
+        try:
+            entries = list(os.scandir(self._data_dir / ATTEMPTS_DIR))
+        except FileNotFoundError:
+            return []
+        return [
+            int(entry.name)
+            for entry in entries
+            if entry.name.isdigit() and (Path(entry.path) / RECORD_FILE).exists()
+        ]
+
+    def _drop_record(self, attempt_id: int) -> None:
+        path = self.record_path(attempt_id)
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as err:
+            log.warning("cannot remove %s: %s", path, err)
+
+    # --- logs -----------------------------------------------------------------------
 
     def _note(self, attempt_id: int, text: str) -> None:
         """Append an agent line to the attempt's log (best effort)."""

@@ -39,6 +39,7 @@ class FakeServer:
         self.down = False
         self.acking = True  # store log chunks and acknowledge them
         self.end_on_exit = True  # drop an attempt from run/stop once it reported its end
+        self.on_request: Callable[[SyncRequest], None] | None = None  # sees each request
         self._poked = asyncio.Event()
 
     def transport(self) -> httpx.MockTransport:
@@ -104,6 +105,8 @@ class FakeServer:
             return httpx.Response(401, json={"error": {"message": "bad token"}})
         if not self.down:
             req = SyncRequest.model_validate_json(request.content)
+            if self.on_request is not None:
+                self.on_request(req)
             self.requests.append(req)
             self._take(req)
             if req.wait_s > 0:

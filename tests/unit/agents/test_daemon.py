@@ -17,6 +17,7 @@ import pytest
 from agents.daemon import EXIT_AUTH, EXIT_CONFIG, EXIT_OK, Agent, AgentConfig, run_agent
 from agents.gpu import select_backend
 from agents.link import Link
+from agents.runner import Runner
 from scheduler.domain.sync import (
     MAX_LOG_CHUNK_BYTES,
     AttemptLaunch,
@@ -277,6 +278,45 @@ async def test_shutdown_stops_attempts_and_reports_them(tmp_path: Path) -> None:
 
 
 @async_test
+async def test_an_orphan_of_a_previous_life_is_stopped_before_the_first_sync(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="corral.agent")
+    previous = Runner(tmp_path / "data")  # a life that died without stopping attempt 1
+    pid = previous.start(python_launch(1, SLEEPS)).pid
+    assert pid is not None
+    try:
+        h = start_agent(tmp_path)
+        gone_at_sync: list[bool] = []
+        h.server.on_request = lambda req: gone_at_sync.append(process_gone(pid))
+
+        await h.server.more_syncs(2)
+
+        assert gone_at_sync[0], "the orphan still ran at the first sync"
+        assert all(report_of(req, 1) is None for req in h.server.requests)
+        assert "attempt 1 was left by a previous agent" in caplog.text
+        assert await h.stop() == EXIT_OK
+    finally:
+        previous.stop(1, 0)  # only signals a group if the agent failed to stop it
+        await eventually(lambda: previous.poll() == [1], "the reap: this process is its parent")
+
+
+@async_test
+async def test_an_agent_that_cannot_sweep_orphans_never_syncs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(self: Runner, grace_s: float) -> list[object]:
+        raise RuntimeError("no /proc")
+
+    monkeypatch.setattr(Runner, "stop_orphans", broken)
+    h = start_agent(tmp_path)
+
+    with pytest.raises(RuntimeError, match="no /proc"):
+        await asyncio.wait_for(h.task, timeout=20)
+    assert h.server.requests == []
+
+
+@async_test
 async def test_reports_node_facts_and_samples_that_follow_what_runs(tmp_path: Path) -> None:
     h = start_agent(tmp_path, gpus="sim:2xT4")
     h.server.want(python_launch(1, SLEEPS, gpu_indices=[1]))
@@ -306,6 +346,7 @@ def test_a_bad_gpu_spec_is_a_config_error(tmp_path: Path) -> None:
         ({"name": "bad name"}, "bad node name"),
         ({"long_poll_s": 31.0}, "long_poll_s"),
         ({"retry_max_s": 0.0}, "retry_max_s"),
+        ({"orphan_grace_s": -1.0}, "orphan_grace_s"),
     ],
 )
 def test_config_is_checked(tmp_path: Path, fields: dict[str, Any], message: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import sys
 import textwrap
 from pathlib import Path
@@ -316,3 +317,61 @@ def test_starting_a_held_attempt_again_does_nothing(runner: Runner) -> None:
     assert again.pid == first.pid
     runner.stop(1, 0)
     run_to_exit(runner, 1)
+
+
+HAS_CHECKPOINT_DIR = """
+    import os
+    print(os.path.isdir(os.environ["CORRAL_CHECKPOINT_DIR"]))
+"""
+
+
+def test_the_checkpoint_dir_exists_before_the_start(runner: Runner, tmp_path: Path) -> None:
+    checkpoints = tmp_path / "shared" / "checkpoints" / "7"
+    umask = os.umask(0o022)
+    try:
+        runner.start(
+            python_launch(1, HAS_CHECKPOINT_DIR, env={"CORRAL_CHECKPOINT_DIR": str(checkpoints)})
+        )
+    finally:
+        os.umask(umask)
+
+    assert run_to_exit(runner, 1).exit_code == 0
+    assert runner.read_log(1, 0, 100) == b"True\n"
+    assert stat.S_IMODE(checkpoints.stat().st_mode) == 0o755
+
+
+def test_an_existing_checkpoint_dir_is_left_as_it_is(runner: Runner, tmp_path: Path) -> None:
+    checkpoints = tmp_path / "checkpoints"
+    checkpoints.mkdir(mode=0o700)
+    (checkpoints / "step-100.pt").write_bytes(b"weights")
+    runner.start(
+        python_launch(1, HAS_CHECKPOINT_DIR, env={"CORRAL_CHECKPOINT_DIR": str(checkpoints)})
+    )
+
+    assert run_to_exit(runner, 1).exit_code == 0
+    assert stat.S_IMODE(checkpoints.stat().st_mode) == 0o700
+    assert (checkpoints / "step-100.pt").read_bytes() == b"weights"
+
+
+@pytest.mark.parametrize(
+    ("where", "expected"),
+    [
+        ("under-a-file/7", "cannot create the checkpoint dir {tmp}/under-a-file/7: "),
+        ("relative", "CORRAL_CHECKPOINT_DIR must be an absolute path, not 'relative'"),
+    ],
+)
+def test_a_checkpoint_dir_that_cannot_be_created_fails_the_launch(
+    runner: Runner, tmp_path: Path, where: str, expected: str
+) -> None:
+    (tmp_path / "under-a-file").write_text("a file, not a directory")
+    path = where if where == "relative" else str(tmp_path / where)
+    marker = tmp_path / "ran"
+    code = f"open({str(marker)!r}, 'w').close()"
+
+    view = runner.start(python_launch(1, code, env={"CORRAL_CHECKPOINT_DIR": path}))
+
+    assert view.state is AttemptState.LAUNCH_FAILED and view.pid is None
+    assert view.message.startswith("launch failed: " + expected.format(tmp=tmp_path))
+    assert view.message in runner.read_log(1, 0, 1 << 20).decode()
+    assert not marker.exists()
+    assert not runner.record_path(1).exists()
