@@ -3,9 +3,10 @@
 1. snapshot: read the cluster in one read transaction (``build_snapshot``).
 2. decide:   the pure policy turns it into Decisions (no I/O, no clock).
 3. apply:    one write transaction turns placements into attempts and allocations
-             (compare-and-set on each job, the schema refusing a double-booked GPU)
-             and records why the others wait.
-4. report:   after the commit, wake the agents that got work; return the figures.
+             (compare-and-set on each job, the schema refusing a double-booked GPU),
+             preemptions into stop requests (reason ``preempted``), and records why
+             the others wait, with their place in line and estimated start.
+4. report:   after the commit, wake the agents that got work or a stop; return the figures.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from scheduler.domain.decisions import Decisions
 from scheduler.domain.snapshot import Snapshot
 from scheduler.runtime import Runtime
 from scheduler.store.models import utcnow
-from scheduler.store.placements import apply_decisions
+from scheduler.store.placements import Applied, apply_decisions
 from scheduler.store.snapshot import build_snapshot
 
 log = logging.getLogger("corral.cycle")
@@ -30,21 +31,28 @@ class CycleReport:
     placed: int
     waiting: int
     duration_s: float
+    preempted: int = 0  # attempts asked to stop so that others can run
 
 
 def run_cycle(rt: Runtime) -> CycleReport:
     started = time.perf_counter()
     snapshot = _take_snapshot(rt)  # 1. snapshot
     decisions = rt.policy.decide(snapshot)  # 2. decide
-    placed = _apply(rt, decisions)  # 3. apply (4. report: it wakes the agents after commit)
+    applied = _apply(rt, decisions)  # 3. apply (4. report: it wakes the agents after commit)
     report = CycleReport(
         pending=len(snapshot.pending),
-        placed=placed,
+        placed=applied.placed,
         waiting=len(decisions.waits),
         duration_s=time.perf_counter() - started,
+        preempted=applied.preempted,
     )
-    if placed:
-        log.info("cycle placed %d of %d pending job(s)", placed, report.pending)
+    if applied.placed or applied.preempted:
+        log.info(
+            "cycle placed %d of %d pending job(s), preempted %d",
+            applied.placed,
+            report.pending,
+            applied.preempted,
+        )
     return report
 
 
@@ -53,10 +61,10 @@ def _take_snapshot(rt: Runtime) -> Snapshot:
         return build_snapshot(session, utcnow())
 
 
-def _apply(rt: Runtime, decisions: Decisions) -> int:
-    if not decisions.placements and not decisions.waits:
-        return 0
+def _apply(rt: Runtime, decisions: Decisions) -> Applied:
+    if not (decisions.placements or decisions.waits or decisions.preemptions):
+        return Applied()
     with rt.db.write() as session:
-        effects, placed = apply_decisions(session, decisions, utcnow())
-    rt.notifier.notify(effects)  # 4. report, after the commit
-    return placed
+        applied = apply_decisions(session, decisions, utcnow())
+    rt.notifier.notify(applied.effects)  # 4. report, after the commit
+    return applied

@@ -76,5 +76,17 @@ class Runtime:
     policy: Policy = field(init=False)
 
     def __post_init__(self) -> None:
-        s = self.settings
-        self.policy = make_policy(s.ordering, s.placement, s.preemption)
+        self.policy = build_policy(self.settings)
+
+
+def build_policy(settings: ServerSettings) -> Policy:
+    """The policy the settings name; ValueError (one line) names an unknown piece."""
+    s = settings
+    return make_policy(
+        ordering=s.ordering,
+        placement=s.placement,
+        preemption=s.preemption,
+        backfill=s.backfill,
+        admission=s.admission,
+        params=s.params,
+    )

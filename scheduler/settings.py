@@ -5,15 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from scheduler.domain.retry import RetrySettings
+from scheduler.policy.context import PolicyParams
 
-@dataclass(frozen=True)
-class RetrySettings:
-    backoff_base_s: float = 10.0  # first retry after this, then doubled each time
-    backoff_max_s: float = 600.0
-
-    def delay_s(self, retries_used: int) -> float:
-        """Delay before retry number ``retries_used + 1``: 10, 20, 40, ... capped."""
-        return float(min(self.backoff_max_s, self.backoff_base_s * (2**retries_used)))
+__all__ = ["PolicyParams", "RetrySettings", "ServerSettings"]
 
 
 @dataclass(frozen=True)
@@ -28,9 +23,14 @@ class ServerSettings:
     liveness_interval_s: float = 2.0
     agent_sync_interval_s: float = 2.0
     checkpoint_root: Path | None = None  # shared storage; DATA_DIR/checkpoints if unset
-    ordering: str = "priority_fifo"
+    usage_interval_s: float = 30.0  # how often the queues' decayed usage is brought up to date
+    # the policy's pieces, by registry name (scheduler/policy/registry.py)
+    ordering: str = "fair_share"  # queues by deficit to their fair share
     placement: str = "best_fit"
-    preemption: str = "none"
+    preemption: str = "reclaim"  # return guarantees from borrowed GPUs
+    backfill: str = "backfill"  # EASY backfill with reservations
+    admission: str = "quota"  # caps and borrow limits
+    params: PolicyParams = field(default_factory=PolicyParams)  # usage half-life, min runtime
     retry: RetrySettings = field(default_factory=RetrySettings)
 
     @property

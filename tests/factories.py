@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from scheduler.domain.decisions import Decisions, Placement
+from scheduler.domain.retry import RetrySettings
 from scheduler.domain.snapshot import GpuRef
 from scheduler.domain.spec import JobSpec, QueueSpec, Resources
 from scheduler.domain.sync import (
@@ -27,7 +28,6 @@ from scheduler.domain.sync import (
     SyncReply,
     SyncRequest,
 )
-from scheduler.settings import RetrySettings
 from scheduler.store.agent_sync import apply_sync, desired_state
 from scheduler.store.db import Database
 from scheduler.store.jobs import insert_job
@@ -99,8 +99,7 @@ def placement(job_id: int, gpus: Mapping[str, Iterable[int]]) -> Placement:
 
 def place(session: Session, *placements: Placement, now: datetime = T0) -> int:
     """Apply these placements as a cycle does; returns how many took effect."""
-    _, placed = apply_decisions(session, Decisions(placements=placements), now)
-    return placed
+    return apply_decisions(session, Decisions(placements=placements), now).placed
 
 
 def report(

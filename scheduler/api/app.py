@@ -20,6 +20,7 @@ from scheduler.loops.limits import limits_loop
 from scheduler.loops.liveness import liveness_loop
 from scheduler.loops.prune import prune_loop
 from scheduler.loops.schedule import schedule_loop
+from scheduler.loops.usage import usage_loop
 from scheduler.runtime import Runtime
 
 log = logging.getLogger("corral.server")
@@ -32,7 +33,13 @@ def create_app(rt: Runtime, *, run_loops_in_app: bool = True) -> FastAPI:
         stopping = asyncio.Event()
         task = None
         if run_loops_in_app:
-            loops = [schedule_loop(rt), liveness_loop(rt), limits_loop(rt), prune_loop(rt)]
+            loops = [
+                schedule_loop(rt),
+                liveness_loop(rt),
+                limits_loop(rt),
+                usage_loop(rt),
+                prune_loop(rt),
+            ]
             task = asyncio.create_task(run_loops(loops, stopping))
         try:
             yield

@@ -6,6 +6,7 @@ cannot be reached is a 503.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -16,6 +17,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from scheduler.domain.errors import CorralError
+from scheduler.services.bootstrap import authenticate
 
 log = logging.getLogger("corral.api")
 
@@ -33,6 +35,8 @@ def _field(loc: tuple[Any, ...]) -> str | None:
 
 def _validation(errors: list[Any]) -> JSONResponse:
     first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+    if first.get("type") == "json_invalid":  # its loc ends with a character position
+        return _malformed_json(first)
     field = _field(tuple(first.get("loc", ())))
     message = str(first.get("msg", "invalid request")).removeprefix("Value error, ")
     if field:
@@ -40,6 +44,27 @@ def _validation(errors: list[Any]) -> JSONResponse:
     if len(errors) > 1:
         message += f" (and {len(errors) - 1} more)"
     return error_response(422, "invalid_request", message, field)
+
+
+def _malformed_json(error: dict[str, Any]) -> JSONResponse:
+    loc = tuple(error.get("loc", ()))
+    reason = str((error.get("ctx") or {}).get("error") or "malformed")
+    where = f" at character {loc[-1]}" if loc and isinstance(loc[-1], int) else ""
+    return error_response(422, "invalid_request", f"the body is not valid JSON: {reason}{where}")
+
+
+async def _unauthenticated(request: Request) -> JSONResponse | None:
+    """The 401 a request without a valid token gets, else None.
+
+    FastAPI decodes a JSON body before it runs the dependencies (the token check), so
+    without this a malformed body would be answered to anyone.
+    """
+    try:
+        rt = request.app.state.runtime
+        await asyncio.to_thread(authenticate, rt, request.headers.get("authorization"))
+    except CorralError as exc:
+        return error_response(exc.status, exc.code, exc.message, exc.field)
+    return None
 
 
 def install(app: FastAPI) -> None:
@@ -50,8 +75,8 @@ def install(app: FastAPI) -> None:
         return error_response(exc.status, exc.code, exc.message, exc.field)
 
     @app.exception_handler(RequestValidationError)
-    async def _request(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return _validation(list(exc.errors()))
+    async def _request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return await _unauthenticated(request) or _validation(list(exc.errors()))
 
     @app.exception_handler(ValidationError)
     async def _pydantic(_: Request, exc: ValidationError) -> JSONResponse:

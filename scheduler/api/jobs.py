@@ -12,7 +12,8 @@ from scheduler.domain.views import ErrorResponse, JobList, JobView, LogChunk
 from scheduler.services import jobs
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"], responses={401: {"model": ErrorResponse}})
-JobId = Annotated[int, Path(ge=1, le=2**62)]
+MAX_ID = 2**31 - 1  # ids are 32-bit INTEGER columns on PostgreSQL: a larger one is no id
+JobId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
 @router.post("", status_code=201, response_model=JobView, responses={422: {"model": ErrorResponse}})
@@ -37,7 +38,7 @@ def list_jobs(
     queue: Annotated[str | None, Query(max_length=128)] = None,
     name: Annotated[str | None, Query(max_length=128)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    before_id: Annotated[int | None, Query(ge=1, le=2**62)] = None,
+    before_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
 ) -> JobList:
     statuses = [s.strip() for s in status.split(",") if s.strip()] if status else []
     return jobs.list_jobs(

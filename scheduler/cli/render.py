@@ -84,6 +84,15 @@ def format_time(moment: datetime | None, now: datetime | None = None) -> str:
     return f"{local} ({age(moment, now)} ago)"
 
 
+def format_eta(moment: datetime | None, now: datetime | None = None) -> str:
+    """A moment expected later: ``2026-11-28 16:25:05 (in 5m)``; ``(now)`` once it is due."""
+    if moment is None:
+        return DASH
+    local = moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    left_s = (moment - (now or now_utc())).total_seconds()
+    return f"{local} ({'in ' + format_duration(left_s) if left_s >= 1 else 'now'})"
+
+
 def format_mib(mib: float | None) -> str:
     """``81920`` -> ``80G``; ``512`` -> ``512M``."""
     if mib is None:
@@ -169,8 +178,11 @@ def resources_text(spec: dict[str, Any]) -> str:
 
 
 def job_reason(job: JobView) -> str | None:
-    """Why a job waits (pending) or how it ended (terminal)."""
+    """Why a job waits, with its place in its queue (``insufficient_gpus #3``), or how it
+    ended."""
     if job.status == "pending":
+        if job.wait_reason and job.wait_position is not None:
+            return f"{job.wait_reason} #{job.wait_position}"
         return job.wait_reason
     return job.termination_reason
 
@@ -206,6 +218,10 @@ def print_job(job: JobView, now: datetime | None = None) -> None:
     ]
     if job.status == "pending" and (job.wait_reason or job.wait_message):
         rows.append(("waiting", _joined(job.wait_reason, job.wait_message)))
+        if job.wait_position is not None:
+            rows.append(("position", f"{job.wait_position} in queue {job.queue}"))
+        if job.wait_estimated_start is not None:
+            rows.append(("estimated start", format_eta(job.wait_estimated_start, now)))
     rows += [
         ("command", command_text(job.spec)),
         ("resources", resources_text(job.spec)),

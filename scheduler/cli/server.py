@@ -3,14 +3,91 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import fields, replace
 from pathlib import Path
+from typing import Any
 
 import click
 
 from scheduler.cli.config import CliError, cli_context
-from scheduler.settings import ServerSettings
+from scheduler.domain.spec import parse_duration_s
+from scheduler.settings import PolicyParams, ServerSettings
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def _default(name: str) -> Any:
+    """The ``ServerSettings`` default of a field: one source for flags and settings."""
+    return next(f.default for f in fields(ServerSettings) if f.name == name)
+
+
+def _as_duration(seconds: float) -> str:
+    """``604800`` -> ``7d``, ``300`` -> ``5m``: a default as the flag takes it."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds)}s"
+
+
+def _duration(value: str, flag: str, *, positive: bool) -> float:
+    try:
+        seconds = parse_duration_s(value)
+    except ValueError as exc:
+        raise CliError(f"{flag}: {exc}") from None
+    if positive and seconds <= 0:
+        raise CliError(f"{flag}: must be longer than 0s")
+    return float(seconds)
+
+
+def _policy_options(command: Any) -> Any:
+    """The policy's pieces by registry name, and its parameters."""
+    options = [
+        click.option(
+            "--policy-ordering",
+            default=_default("ordering"),
+            show_default=True,
+            metavar="NAME",
+            help="which pending job goes next",
+        ),
+        click.option(
+            "--policy-admission",
+            default=_default("admission"),
+            metavar="NAME",
+            show_default=True,
+            help="quota rules that may hold a job back",
+        ),
+        click.option(
+            "--policy-backfill",
+            default=_default("backfill"),
+            show_default=True,
+            metavar="NAME",
+            help="the decision pass (reservations, backfill)",
+        ),
+        click.option(
+            "--policy-preemption",
+            default=_default("preemption"),
+            show_default=True,
+            metavar="NAME",
+            help="which running attempts to stop so that others can run",
+        ),
+        click.option(
+            "--min-runtime",
+            default=_as_duration(PolicyParams().min_runtime_s),
+            show_default=True,
+            metavar="DURATION",
+            help="an attempt younger than this is never preempted",
+        ),
+        click.option(
+            "--usage-half-life",
+            default=_as_duration(PolicyParams().usage_half_life_s),
+            show_default=True,
+            metavar="DURATION",
+            help="half-life of the queues' decayed usage (fair-share history)",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
 
 
 def database_url_for(data_dir: Path, url: str | None) -> str:
@@ -28,6 +105,7 @@ def database_url_for(data_dir: Path, url: str | None) -> str:
   corral server                                   # SQLite under ~/.local/share/corral
   corral server --data-dir /var/lib/corral --host 0.0.0.0 --port 8470
   corral server --database-url postgresql+psycopg://corral@db/corral
+  corral server --policy-preemption none --usage-half-life 1d
 """
 )
 @click.option("--data-dir", metavar="DIR", help="database, admin token, checkpoints")
@@ -47,6 +125,7 @@ def database_url_for(data_dir: Path, url: str | None) -> str:
 @click.option("--node-timeout-s", default=30.0, show_default=True, type=click.FloatRange(1))
 @click.option("--cycle-interval-s", default=5.0, show_default=True, type=click.FloatRange(0.05))
 @click.option("--retry-backoff-s", default=10.0, show_default=True, type=click.FloatRange(0))
+@_policy_options
 @click.option(
     "--log-level",
     default="info",
@@ -63,6 +142,7 @@ def server(
     cycle_interval_s: float,
     retry_backoff_s: float,
     log_level: str,
+    **policy: str | None,
 ) -> None:
     """Run the corral server (API, scheduling cycle, loops) until SIGINT/SIGTERM.
 
@@ -70,6 +150,7 @@ def server(
     (mode 600); the CLI on this machine finds the server and the token by itself.
     """
     from scheduler.api.serve import serve
+    from scheduler.runtime import build_policy
     from scheduler.settings import RetrySettings
 
     logging.basicConfig(level=log_level.upper(), format=LOG_FORMAT)
@@ -84,7 +165,12 @@ def server(
         cycle_interval_s=cycle_interval_s,
         checkpoint_root=Path(checkpoint_dir).resolve() if checkpoint_dir else None,
         retry=RetrySettings(backoff_base_s=retry_backoff_s),
+        **_policy_settings(policy),
     )
+    try:
+        build_policy(settings)  # an unknown name is one line here, not a traceback later
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
     try:
         serve(settings)
     except OSError as exc:
@@ -93,3 +179,21 @@ def server(
         if type(exc).__module__.startswith("sqlalchemy"):
             raise CliError(f"database error: {str(exc).splitlines()[0]}") from None
         raise
+
+
+def _policy_settings(flags: dict[str, str | None]) -> dict[str, Any]:
+    """``ServerSettings`` fields from the policy flags (names checked by ``build_policy``)."""
+    params = replace(
+        PolicyParams(),  # the other parameters keep their defaults
+        usage_half_life_s=_duration(
+            str(flags["usage_half_life"]), "--usage-half-life", positive=True
+        ),
+        min_runtime_s=_duration(str(flags["min_runtime"]), "--min-runtime", positive=False),
+    )
+    return {
+        "ordering": flags["policy_ordering"],
+        "admission": flags["policy_admission"],
+        "backfill": flags["policy_backfill"],
+        "preemption": flags["policy_preemption"],
+        "params": params,
+    }

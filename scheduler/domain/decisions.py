@@ -18,7 +18,8 @@ class WaitReason(StrEnum):
     PRIORITY = "priority"  # a job ahead of it in order is waiting for the same GPUs
     WAITING_FOR_QUOTA = "waiting_for_quota"  # its queue holds its fair share already
     QUEUE_CAP = "queue_cap"  # its queue is at max_gpus
-    RESERVED = "reserved"  # the free GPUs are reserved for a larger job ahead
+    RESERVED = "reserved_for_job"  # the free GPUs are reserved for a larger job ahead
+    NODE_DRAINED = "node_drained"  # only drained nodes could hold it
     DEPENDENCY = "dependency"  # waits for another job
 
 
@@ -39,6 +40,8 @@ class Wait:
     job_id: int
     reason: WaitReason
     message: str  # one human sentence, shown by `corral show`
+    position: int | None = None  # 1 = next among the waiting jobs of its queue, in pass order
+    estimated_start: float | None = None  # epoch seconds, when the policy can tell (reserved)
 
 
 @dataclass(frozen=True)

@@ -84,15 +84,41 @@ class RunningJob:
     started_at: float
     preemptible: bool = True
     time_limit_s: int | None = None
+    last_checkpoint_at: float | None = None  # last checkpoint the job reported, if any
+    attained_gpu_s: float = 0.0  # GPU-seconds of service before this attempt
+    stopping: bool = False  # a stop was already asked; its GPUs free up soon
+
+    @property
+    def ends_by(self) -> float | None:
+        """When its time limit stops it at the latest (None: no limit)."""
+        return None if self.time_limit_s is None else self.started_at + self.time_limit_s
+
+
+@dataclass(frozen=True)
+class TypeQuota:
+    """A queue's guarantee and cap for one GPU type (on top of its totals)."""
+
+    gpu_type: str
+    guaranteed_gpus: int = 0
+    max_gpus: int | None = None
 
 
 @dataclass(frozen=True)
 class QueueView:
+    """A fair-share unit. ``parent`` names its org (one level of nesting) or is None.
+
+    An org's own fields bound its children together: its guarantee is shared among
+    them, its cap caps their sum. Jobs are submitted to leaf queues.
+    """
+
     name: str
     weight: float = 1.0
     guaranteed_gpus: int = 0
     borrow_limit_gpus: int | None = None
     max_gpus: int | None = None
+    parent: str | None = None
+    usage_gpu_s: float = 0.0  # GPU-seconds used, decayed with the usage half-life
+    type_quotas: tuple[TypeQuota, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,14 @@ import re
 import shlex
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -56,8 +63,10 @@ def parse_duration_s(value: Any) -> Any:
     return sum(int(n) * _DURATION_UNITS_S[u] for n, u in parts)
 
 
-SizeMiB = Annotated[int, Field(ge=1)]
-Seconds = Annotated[int, Field(ge=1)]
+MAX_SIZE_MIB = 2**40  # a pebibyte-scale ceiling: keeps sizes inside 64-bit columns
+MAX_DURATION_S = 10 * 365 * 86_400  # ten years
+SizeMiB = Annotated[int, Field(ge=1, le=MAX_SIZE_MIB)]
+Seconds = Annotated[int, Field(ge=1, le=MAX_DURATION_S)]
 
 
 class Resources(BaseModel):
@@ -165,16 +174,62 @@ class JobSpec(BaseModel):
         return cleaned or "job"
 
 
+MAX_QUOTA_GPUS = 1_000_000  # far above any cluster; keeps counts inside 32-bit columns
+
+
+class TypeQuotaSpec(BaseModel):
+    """A queue's guarantee and cap for one GPU type, on top of its totals."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    gpu_type: str = Field(min_length=1, max_length=64, description="e.g. A100-80GB")
+    guaranteed_gpus: int = Field(default=0, ge=0, le=MAX_QUOTA_GPUS)
+    max_gpus: int | None = Field(default=None, ge=0, le=MAX_QUOTA_GPUS)
+
+    @model_validator(mode="after")
+    def _cap_above_guarantee(self) -> TypeQuotaSpec:
+        if self.max_gpus is not None and self.max_gpus < self.guaranteed_gpus:
+            raise ValueError("max_gpus must not be below guaranteed_gpus")
+        return self
+
+
+def _distinct_types(quotas: list[TypeQuotaSpec] | None) -> list[TypeQuotaSpec] | None:
+    """One quota per GPU type (types match case-insensitively, as placement does)."""
+    seen: set[str] = set()
+    for quota in quotas or []:
+        key = quota.gpu_type.casefold()
+        if key in seen:
+            raise ValueError(f"GPU type {quota.gpu_type!r} is given twice")
+        seen.add(key)
+    return quotas
+
+
 class QueueSpec(BaseModel):
-    """A fair-share unit (a team or project)."""
+    """A fair-share unit (a team or project).
+
+    ``parent`` names its org: a queue that exists and has no parent itself (one level
+    of nesting). An org's guarantee is shared by its children and its cap caps their
+    sum; jobs go to leaf queues only (the store checks both, it knows the queues).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(pattern=NAME_RE)
     weight: float = Field(default=1.0, gt=0, le=1e6)
-    guaranteed_gpus: int = Field(default=0, ge=0)
-    borrow_limit_gpus: int | None = Field(default=None, ge=0)
-    max_gpus: int | None = Field(default=None, ge=0)
+    guaranteed_gpus: int = Field(default=0, ge=0, le=MAX_QUOTA_GPUS)
+    borrow_limit_gpus: int | None = Field(default=None, ge=0, le=MAX_QUOTA_GPUS)
+    max_gpus: int | None = Field(default=None, ge=0, le=MAX_QUOTA_GPUS)
+    parent: str | None = Field(default=None, pattern=NAME_RE, description="its org, if any")
+    type_quotas: list[TypeQuotaSpec] = Field(default_factory=list, max_length=64)
+
+    _types = field_validator("type_quotas")(_distinct_types)
+
+    @field_validator("parent")
+    @classmethod
+    def _not_its_own_parent(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and value == info.data.get("name"):
+            raise ValueError("a queue cannot be its own parent")
+        return value
 
     @model_validator(mode="after")
     def _cap_above_guarantee(self) -> QueueSpec:
@@ -184,11 +239,19 @@ class QueueSpec(BaseModel):
 
 
 class QueuePatch(BaseModel):
-    """A partial update of a queue; fields left out keep their value."""
+    """A partial update of a queue; fields left out keep their value.
+
+    ``parent: null`` makes it a top-level queue; ``type_quotas`` replaces the whole
+    list (``[]`` or ``null`` clears it).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     weight: float | None = Field(default=None, gt=0, le=1e6)
-    guaranteed_gpus: int | None = Field(default=None, ge=0)
-    borrow_limit_gpus: int | None = Field(default=None, ge=0)
-    max_gpus: int | None = Field(default=None, ge=0)
+    guaranteed_gpus: int | None = Field(default=None, ge=0, le=MAX_QUOTA_GPUS)
+    borrow_limit_gpus: int | None = Field(default=None, ge=0, le=MAX_QUOTA_GPUS)
+    max_gpus: int | None = Field(default=None, ge=0, le=MAX_QUOTA_GPUS)
+    parent: str | None = Field(default=None, pattern=NAME_RE)
+    type_quotas: list[TypeQuotaSpec] | None = Field(default=None, max_length=64)
+
+    _types = field_validator("type_quotas")(_distinct_types)

@@ -19,9 +19,11 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 MAX_LOG_CHUNK_BYTES = 256 * 1024
+INT31 = 2**31 - 1  # bounds that keep reported numbers inside the database's columns
+INT63 = 2**63 - 1
 MAX_WAIT_S = 30.0
 
 
@@ -43,7 +45,7 @@ class GpuFacts(_Msg):
     uuid: str = Field(min_length=1, max_length=128)
     name: str = Field(min_length=1, max_length=128, description="e.g. NVIDIA A100-SXM4-80GB")
     gpu_type: str = Field(min_length=1, max_length=64, description="short type, e.g. A100-80GB")
-    memory_total_mib: int = Field(ge=0)
+    memory_total_mib: int = Field(ge=0, le=INT63)
 
 
 class GpuSample(_Msg):
@@ -51,26 +53,35 @@ class GpuSample(_Msg):
 
     index: int = Field(ge=0, le=1023)
     utilization_pct: float | None = Field(default=None, ge=0, le=100)
-    memory_used_mib: int | None = Field(default=None, ge=0)
-    temperature_c: float | None = None
-    power_w: float | None = Field(default=None, ge=0)
-    ecc_errors: int | None = Field(default=None, ge=0)
+    memory_used_mib: int | None = Field(default=None, ge=0, le=INT63)
+    temperature_c: float | None = Field(default=None, ge=-273, le=1000)
+    power_w: float | None = Field(default=None, ge=0, le=1e6)
+    ecc_errors: int | None = Field(default=None, ge=0, le=INT63)
     healthy: bool = True
 
 
 class HostSample(_Msg):
-    cpu_pct: float | None = Field(default=None, ge=0)
-    memory_used_mib: int | None = Field(default=None, ge=0)
-    load1: float | None = Field(default=None, ge=0)
+    cpu_pct: float | None = Field(default=None, ge=0, le=1e6)
+    memory_used_mib: int | None = Field(default=None, ge=0, le=INT63)
+    load1: float | None = Field(default=None, ge=0, le=1e9)
 
 
 class NodeFacts(_Msg):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
     hostname: str = Field(min_length=1, max_length=255)
-    cpus: int = Field(ge=1)
-    memory_total_mib: int = Field(ge=0)
+    cpus: int = Field(ge=1, le=INT31)
+    memory_total_mib: int = Field(ge=0, le=INT63)
     gpus: list[GpuFacts] = Field(default_factory=list, max_length=1024)
     agent_version: str = Field(default="", max_length=64)
+
+    @field_validator("gpus")
+    @classmethod
+    def _distinct_gpus(cls, gpus: list[GpuFacts]) -> list[GpuFacts]:
+        for key, what in (("index", "index"), ("uuid", "UUID")):
+            values = [getattr(g, key) for g in gpus]
+            if len(set(values)) != len(values):
+                raise ValueError(f"two GPUs have the same {what}")
+        return gpus
 
 
 class AttemptState(StrEnum):
@@ -81,15 +92,17 @@ class AttemptState(StrEnum):
 
 
 class AttemptReport(_Msg):
-    attempt_id: int = Field(ge=1)
+    attempt_id: int = Field(ge=1, le=INT31)
     state: AttemptState
-    pid: int | None = None
-    exit_code: int | None = None
+    pid: int | None = Field(default=None, ge=0, le=INT31)
+    exit_code: int | None = Field(default=None, ge=-INT31, le=INT31)
     stopped_by_agent: bool = Field(
         default=False, description="the agent signalled it (a stop), so the exit is not a crash"
     )
     message: str = Field(default="", max_length=2000)
-    log_offset: int = Field(default=0, ge=0, description="byte offset of log_data in the log")
+    log_offset: int = Field(
+        default=0, ge=0, le=INT63, description="byte offset of log_data in the log"
+    )
     log_data: bytes = Field(
         default=b"", max_length=MAX_LOG_CHUNK_BYTES, description="base64 in JSON"
     )
@@ -120,6 +133,8 @@ class AttemptLaunch(_Reply):
     node_rank: int = 0
     num_nodes: int = 1
     ray: bool = False
+    cpus: float | None = Field(default=None, description="the job's CPUs per node, if asked")
+    memory_mib: int | None = Field(default=None, description="host memory per node, if asked")
 
 
 class AttemptStop(_Reply):

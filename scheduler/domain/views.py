@@ -71,6 +71,12 @@ class JobView(_View):
     termination_reason: str | None = None
     wait_reason: str | None = None
     wait_message: str | None = None
+    wait_position: int | None = Field(
+        default=None, description="while pending: 1 for the next of its queue to start, 2, ..."
+    )
+    wait_estimated_start: datetime | None = Field(
+        default=None, description="while pending: when the policy expects it to start, if known"
+    )
     nodes: list[str] = Field(default_factory=list, description="nodes of the live/last attempt")
     gpus: list[GpuRefView] = Field(default_factory=list, description="GPUs held now")
     attempts: list[AttemptView] | None = Field(default=None, description="only from show")
@@ -93,15 +99,32 @@ class LogChunk(_View):
     complete: bool = Field(description="the attempt ended and its whole log is here")
 
 
+class TypeQuotaView(_View):
+    gpu_type: str
+    guaranteed_gpus: int = 0
+    max_gpus: int | None = None
+
+
 class QueueInfo(_View):
+    """A queue and where it stands now. An org's counts are the sums of its children's."""
+
     name: str
     weight: float
     guaranteed_gpus: int
     borrow_limit_gpus: int | None = None
     max_gpus: int | None = None
+    parent: str | None = Field(default=None, description="its org (one level of nesting)")
+    type_quotas: list[TypeQuotaView] = Field(default_factory=list)
     pending: int = 0
     running: int = 0
-    allocated_gpus: int = 0
+    allocated_gpus: int = Field(default=0, description="GPUs its live attempts hold")
+    fair_share_gpus: float = Field(
+        default=0.0, description="its fair share now, as the scheduling policy computes it"
+    )
+    borrowed_gpus: int = Field(default=0, description="GPUs held above its guarantee")
+    usage_gpu_hours: float = Field(
+        default=0.0, description="GPU-hours used, decayed with the usage half-life"
+    )
 
 
 class QueueList(_View):

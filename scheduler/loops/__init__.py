@@ -1,1 +1,2 @@
-"""Periodic duties of the server, each a small loop: schedule, liveness, limits, prune."""
+"""Periodic duties of the server, each a small loop: schedule, liveness, limits, usage,
+prune."""

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 from scheduler.domain.errors import Conflict, Invalid, NotFound
 from scheduler.domain.spec import JobSpec
 from scheduler.domain.status import LIVE_ATTEMPT, TERMINAL, JobStatus, TerminationReason
@@ -17,6 +20,7 @@ from scheduler.store.transitions import transition_job
 from scheduler.store.views import job_detail, job_views, part_for_log
 
 MAX_LOG_READ_BYTES = 4 * 1024 * 1024
+UTF8_MAX_BYTES = 4
 
 
 def submit(rt: Runtime, spec: JobSpec, idempotency_key: str | None = None) -> tuple[JobView, bool]:
@@ -59,11 +63,12 @@ def list_jobs(
     limit: int,
     before_id: int | None,
 ) -> JobList:
-    try:
-        parsed = [JobStatus(s) for s in statuses]
-    except ValueError:
-        known = ", ".join(s.value for s in JobStatus)
-        raise Invalid(f"unknown status in {statuses}; known: {known}", field="status") from None
+    known = [s.value for s in JobStatus]
+    unknown = [s for s in statuses if s not in known]
+    if unknown:
+        named = ", ".join(f"'{s}'" for s in unknown)
+        raise Invalid(f"unknown status {named}; known: {', '.join(known)}", field="status")
+    parsed = [JobStatus(s) for s in statuses]
     with rt.db.read() as session:
         rows, next_before = store_jobs.list_jobs(
             session, statuses=parsed, queue=queue, name=name, limit=limit, before_id=before_id
@@ -143,9 +148,11 @@ def read_logs(
                 raise NotFound(f"job {job_id} has no attempt {attempt_number}", field="attempt")
             attempt = found[0]
         part = part_for_log(session, attempt)
-        data = _whole_chars(read_log(session, part, offset, limit_bytes)) if part else b""
-        held = part.log_bytes if part else 0
         ended = attempt.status not in LIVE_ATTEMPT
+        held = part.log_bytes if part else 0
+        data = b""
+        if part is not None:
+            data = _page(partial(read_log, session, part), held, offset, limit_bytes, final=ended)
         return LogChunk(
             job_id=job_id,
             attempt=attempt.number,
@@ -156,11 +163,46 @@ def read_logs(
         )
 
 
+def _page(
+    read: Callable[[int, int], bytes], held: int, offset: int, limit_bytes: int, *, final: bool
+) -> bytes:
+    """Up to ``limit_bytes`` of the log from ``offset``, ending on a whole UTF-8 character.
+
+    A character cut at the end of the page is left for the next page; a page too short
+    for its first character grows to hold it (else a reader would never get past it).
+    The end of a finished log is returned as it is, even when a process killed in the
+    middle of a write left half a character there (else it would never be complete).
+    """
+    data = read(offset, limit_bytes)
+    whole = _whole_chars(data)
+    if data and not whole:
+        data = read(offset, max(limit_bytes, UTF8_MAX_BYTES))
+        whole = _whole_chars(data)
+    if final and offset + len(data) >= held:
+        return data
+    return whole
+
+
 def _whole_chars(data: bytes) -> bytes:
-    """Cut a UTF-8 character split at the end of a page; the next page starts with it."""
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        if err.reason == "unexpected end of data" and err.start >= len(data) - 3:
-            return data[: err.start]
+    """Cut a UTF-8 character split at the end of a page; the next page starts with it.
+
+    Only the last character is looked at, so bytes that are not UTF-8 earlier in the
+    page do not stop the cut: ``b"\\xff ok \\xe2\\x82"`` -> ``b"\\xff ok "``.
+    """
+    for back in range(1, min(UTF8_MAX_BYTES, len(data)) + 1):
+        byte = data[-back]
+        if byte & 0xC0 == 0x80:  # a continuation byte: the character started earlier
+            continue
+        return data[:-back] if _utf8_length(byte) > back else data
     return data
+
+
+def _utf8_length(lead: int) -> int:
+    """The length of the UTF-8 character that starts with byte ``lead`` (1 if no lead)."""
+    if lead & 0xE0 == 0xC0:
+        return 2
+    if lead & 0xF0 == 0xE0:
+        return 3
+    if lead & 0xF8 == 0xF0:
+        return 4
+    return 1

@@ -15,6 +15,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from scheduler.domain.retry import RetrySettings
 from scheduler.domain.spec import JobSpec
 from scheduler.domain.status import AttemptStatus, PartState
 from scheduler.domain.sync import (
@@ -25,7 +26,6 @@ from scheduler.domain.sync import (
     SyncReply,
     SyncRequest,
 )
-from scheduler.settings import RetrySettings
 from scheduler.store.attempts import (
     FINAL_PARTS,
     Effects,
@@ -186,6 +186,8 @@ def _launch(
         node_rank=part.rank,
         num_nodes=len(attempt.parts),
         ray=spec.ray,
+        cpus=spec.resources.cpus,
+        memory_mib=spec.resources.memory_mib,
     )
 
 

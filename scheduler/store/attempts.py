@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from scheduler.domain.retry import RetrySettings
 from scheduler.domain.status import (
     AttemptStatus,
     JobStatus,
@@ -28,7 +29,6 @@ from scheduler.domain.status import (
     PartState,
     TerminationReason,
 )
-from scheduler.settings import RetrySettings
 from scheduler.store.jobs import get_job
 from scheduler.store.models import AllocationRow, AttemptPartRow, AttemptRow, JobRow, NodeRow
 from scheduler.store.transitions import record_event, transition_job
@@ -74,6 +74,8 @@ def create_attempt(
         attempts_count=number,
         wait_reason=None,
         wait_message=None,
+        wait_position=None,
+        wait_estimated_start=None,
         not_before=None,
         termination_reason=None,  # those of the previous attempt no longer describe the job
         exit_code=None,

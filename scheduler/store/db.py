@@ -17,7 +17,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -111,17 +111,42 @@ def alembic_config(url: str) -> Config:
     return config
 
 
+@contextmanager
+def _migrating(db: Database) -> Iterator[Connection]:
+    """One transaction for a migration; on SQLite with foreign keys off until it ends.
+
+    SQLite alters a table by rebuilding it (batch mode), and dropping the old copy of a
+    table that others refer to fails with foreign keys on. So, as SQLite's ALTER TABLE
+    procedure says, they are off during the migration and ``foreign_key_check`` must
+    find nothing before the commit.
+    """
+    with db.engine.connect() as conn:
+        raw = conn.connection.driver_connection if db.is_sqlite else None
+        if raw is not None:
+            raw.execute("PRAGMA foreign_keys=OFF")  # before BEGIN: a no-op inside one
+        try:
+            with conn.begin():
+                yield conn
+                if raw is not None:
+                    broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    if broken:
+                        raise RuntimeError(f"the migration broke foreign keys: {broken[:5]}")
+        finally:
+            if raw is not None:
+                raw.execute("PRAGMA foreign_keys=ON")
+
+
 def upgrade(db: Database, revision: str = "head") -> None:
     """Bring the schema to ``revision`` (idempotent; the server calls it on start)."""
     config = alembic_config(db.url)
-    with db.engine.begin() as conn:
+    with _migrating(db) as conn:
         config.attributes["connection"] = conn
         command.upgrade(config, revision)
 
 
 def downgrade(db: Database, revision: str) -> None:
     config = alembic_config(db.url)
-    with db.engine.begin() as conn:
+    with _migrating(db) as conn:
         config.attributes["connection"] = conn
         command.downgrade(config, revision)
 

@@ -15,6 +15,7 @@ from scheduler.domain.errors import Conflict, Invalid, NotFound
 from scheduler.domain.spec import JobSpec
 from scheduler.domain.status import JobStatus
 from scheduler.store.models import AttemptRow, JobEventRow, JobRow, QueueRow
+from scheduler.store.queues import assert_takes_jobs
 from scheduler.store.transitions import record_event
 
 
@@ -41,9 +42,12 @@ def find_by_idempotency_key(session: Session, key: str, spec: JobSpec) -> JobRow
 def insert_job(
     session: Session, spec: JobSpec, *, now: datetime, idempotency_key: str | None = None
 ) -> JobRow:
-    queue = session.scalars(select(QueueRow).where(QueueRow.name == spec.queue)).one_or_none()
+    # share-locked: it cannot become an org while this job goes in (store.queues)
+    stmt = select(QueueRow).where(QueueRow.name == spec.queue).with_for_update(read=True)
+    queue = session.scalars(stmt).one_or_none()
     if queue is None:
         raise Invalid(f"unknown queue {spec.queue!r}", field="queue", code="unknown_queue")
+    assert_takes_jobs(session, queue)
     row = JobRow(
         name=spec.display_name(),
         queue_id=queue.id,

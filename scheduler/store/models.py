@@ -83,6 +83,12 @@ class Base(DeclarativeBase):
 
 
 class QueueRow(Base):
+    """A fair-share unit. ``parent_id`` names its org (one level: an org has no parent).
+
+    ``usage_gpu_s`` is its decayed usage as of ``usage_updated_at`` (the usage loop
+    advances both together); an org's counts its children's GPUs.
+    """
+
     __tablename__ = "queues"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -92,6 +98,26 @@ class QueueRow(Base):
     borrow_limit_gpus: Mapped[int | None] = mapped_column(Integer)
     max_gpus: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("queues.id"))
+    usage_gpu_s: Mapped[float] = mapped_column(Float, default=0.0)
+    usage_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    type_quotas: Mapped[list[QueueTypeQuotaRow]] = relationship(
+        order_by="QueueTypeQuotaRow.gpu_type", cascade="all, delete-orphan"
+    )
+
+
+class QueueTypeQuotaRow(Base):
+    """A queue's guarantee and cap for one GPU type (on top of its totals)."""
+
+    __tablename__ = "queue_type_quotas"
+    __table_args__ = (UniqueConstraint("queue_id", "gpu_type"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    queue_id: Mapped[int] = mapped_column(ForeignKey("queues.id", ondelete="CASCADE"))
+    gpu_type: Mapped[str] = mapped_column(String(64))
+    guaranteed_gpus: Mapped[int] = mapped_column(Integer, default=0)
+    max_gpus: Mapped[int | None] = mapped_column(Integer)
 
 
 class JobRow(Base):
@@ -121,6 +147,8 @@ class JobRow(Base):
     )
     wait_reason: Mapped[str | None] = mapped_column(String(32))
     wait_message: Mapped[str | None] = mapped_column(String(500))
+    wait_position: Mapped[int | None] = mapped_column(Integer)  # 1 = next of its queue
+    wait_estimated_start: Mapped[datetime | None] = mapped_column(UTCDateTime)
     attained_gpu_s: Mapped[float] = mapped_column(Float, default=0.0)
     idempotency_key: Mapped[str | None] = mapped_column(String(128), unique=True)
     spec_digest: Mapped[str] = mapped_column(String(64))
@@ -163,6 +191,7 @@ class AttemptRow(Base):
     exit_code: Mapped[int | None] = mapped_column(Integer)
     message: Mapped[str] = mapped_column(Text, default="")
     gpu_count: Mapped[int] = mapped_column(Integer, default=0)
+    last_checkpoint_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     parts: Mapped[list[AttemptPartRow]] = relationship(
         back_populates="attempt", order_by="AttemptPartRow.rank"
@@ -258,6 +287,7 @@ class AllocationRow(Base):
             postgresql_where=text("released_at IS NULL"),
         ),
         Index("ix_allocations_attempt_id", "attempt_id"),
+        Index("ix_allocations_released_at", "released_at"),  # the usage loop's window
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

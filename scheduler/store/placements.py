@@ -1,38 +1,56 @@
-"""Apply a policy's decisions: placements become attempts and allocations; waits get reasons.
+"""Apply a policy's decisions in one write transaction: placements become attempts and
+allocations, preemptions become stop requests, waits get their reason and place in line.
 
 Each placement runs in its own savepoint: a job that changed meanwhile (cancelled) or
 a GPU that is no longer free (the schema's one-live-allocation index refuses it) only
-drops that placement, never the cycle.
+drops that placement, never the cycle. A preemption of an attempt that ended or was
+already asked to stop since the snapshot is dropped the same way. The nodes to wake
+come back as ``Effects``: the caller notifies them after the commit.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from scheduler.domain.decisions import Decisions, Placement
-from scheduler.domain.status import JobStatus
-from scheduler.store.attempts import Effects, create_attempt
-from scheduler.store.models import JobRow, NodeRow
+from scheduler.domain.decisions import Decisions, Placement, Preemption, Wait
+from scheduler.domain.status import AttemptStatus, JobStatus, TerminationReason
+from scheduler.store.attempts import Effects, create_attempt, request_stop
+from scheduler.store.models import AttemptRow, JobRow, NodeRow
 
 log = logging.getLogger("corral.store.placements")
 
+PREEMPTIBLE_NOW = (AttemptStatus.STARTING, AttemptStatus.RUNNING)
 
-def apply_decisions(session: Session, decisions: Decisions, now: datetime) -> tuple[Effects, int]:
-    """Returns what to wake and how many placements took effect."""
-    effects = Effects()
-    placed = 0
+
+@dataclass
+class Applied:
+    """What a cycle's decisions changed: the agents to wake and the figures."""
+
+    effects: Effects = field(default_factory=Effects)
+    placed: int = 0
+    preempted: int = 0
+
+
+def apply_decisions(session: Session, decisions: Decisions, now: datetime) -> Applied:
+    applied = Applied()
     nodes = {n.name: n for n in session.scalars(select(NodeRow)).unique()}
     for placement in decisions.placements:
         if _place(session, placement, nodes, now):
-            effects.nodes |= set(placement.nodes)
-            placed += 1
+            applied.effects.nodes |= set(placement.nodes)
+            applied.placed += 1
+    for preemption in decisions.preemptions:
+        effects = _preempt(session, preemption, now)
+        if effects is not None:
+            applied.effects.merge(effects)
+            applied.preempted += 1
     _record_waits(session, decisions)
-    return effects, placed
+    return applied
 
 
 def _place(
@@ -56,6 +74,20 @@ def _place(
     return attempt is not None
 
 
+def _preempt(session: Session, preemption: Preemption, now: datetime) -> Effects | None:
+    """Ask the agents to stop the attempt (reason ``preempted``); None if it is too late."""
+    attempt = session.get(AttemptRow, preemption.attempt_id, with_for_update={"of": AttemptRow})
+    if (
+        attempt is None
+        or attempt.job_id != preemption.job_id
+        or attempt.status not in PREEMPTIBLE_NOW
+    ):
+        return None
+    message = f"attempt {attempt.number} preempted: {preemption.message or 'by the policy'}"
+    # its job goes stopping; that transition's event records the preemption and why
+    return request_stop(session, attempt, TerminationReason.PREEMPTED, now, message)
+
+
 def _record_waits(session: Session, decisions: Decisions) -> None:
     if not decisions.waits:
         return
@@ -65,6 +97,19 @@ def _record_waits(session: Session, decisions: Decisions) -> None:
         job = jobs.get(wait.job_id)
         if job is None or job.status is not JobStatus.PENDING:
             continue
-        if job.wait_reason != wait.reason.value or job.wait_message != wait.message:
-            job.wait_reason = wait.reason.value
-            job.wait_message = wait.message[:500]
+        fields = _wait_fields(wait)
+        if any(getattr(job, key) != value for key, value in fields.items()):
+            for key, value in fields.items():
+                setattr(job, key, value)
+
+
+def _wait_fields(wait: Wait) -> dict[str, object]:
+    estimated = wait.estimated_start
+    return {
+        "wait_reason": wait.reason.value,
+        "wait_message": wait.message[:500],
+        "wait_position": wait.position,
+        "wait_estimated_start": None
+        if estimated is None
+        else datetime.fromtimestamp(estimated, UTC),
+    }

@@ -1,4 +1,9 @@
-"""Build the policy's frozen ``Snapshot`` from the database in one read."""
+"""Build the policy's frozen ``Snapshot`` from the database in one read.
+
+Queues carry their org (``parent``), decayed usage (as of the usage loop's last pass)
+and per-type quotas; a running attempt carries its last checkpoint, the job's attained
+GPU-seconds before it, and whether a stop was already asked (``stopping``).
+"""
 
 from __future__ import annotations
 
@@ -17,10 +22,18 @@ from scheduler.domain.snapshot import (
     ResourceRequest,
     RunningJob,
     Snapshot,
+    TypeQuota,
 )
 from scheduler.domain.spec import Resources
-from scheduler.domain.status import JobStatus, NodeState
-from scheduler.store.models import AllocationRow, AttemptRow, JobRow, NodeRow, QueueRow
+from scheduler.domain.status import AttemptStatus, JobStatus, NodeState
+from scheduler.store.models import (
+    AllocationRow,
+    AttemptRow,
+    JobRow,
+    NodeRow,
+    QueueRow,
+    QueueTypeQuotaRow,
+)
 from scheduler.store.nodes import NODE_LOST
 
 
@@ -98,7 +111,7 @@ def _running(session: Session) -> tuple[RunningJob, ...]:
     stmt = (
         select(AttemptRow, JobRow)
         .join(JobRow, JobRow.id == AttemptRow.job_id)
-        .where(AttemptRow.status != "ended")
+        .where(AttemptRow.status != AttemptStatus.ENDED)
     )
     return tuple(
         RunningJob(
@@ -110,26 +123,46 @@ def _running(session: Session) -> tuple[RunningJob, ...]:
             started_at=(attempt.started_at or attempt.created_at).timestamp(),
             preemptible=bool(job.spec.get("preemptible", True)),
             time_limit_s=job.spec.get("time_limit_s"),
+            last_checkpoint_at=_epoch(attempt.last_checkpoint_at),
+            attained_gpu_s=job.attained_gpu_s,  # added to when an attempt ends: before this one
+            stopping=attempt.status is AttemptStatus.STOPPING,
         )
         for attempt, job in session.execute(stmt).unique().all()
     )
 
 
-def build_snapshot(session: Session, now: datetime) -> Snapshot:
-    queues = tuple(
+def _epoch(moment: datetime | None) -> float | None:
+    return None if moment is None else moment.timestamp()
+
+
+def queue_views(session: Session) -> tuple[QueueView, ...]:
+    rows = list(session.scalars(select(QueueRow).order_by(QueueRow.name)))
+    names = {q.id: q.name for q in rows}
+    quotas: dict[int, list[TypeQuota]] = defaultdict(list)
+    for quota in session.scalars(select(QueueTypeQuotaRow).order_by(QueueTypeQuotaRow.gpu_type)):
+        quotas[quota.queue_id].append(
+            TypeQuota(quota.gpu_type, quota.guaranteed_gpus, quota.max_gpus)
+        )
+    return tuple(
         QueueView(
             name=q.name,
             weight=q.weight,
             guaranteed_gpus=q.guaranteed_gpus,
             borrow_limit_gpus=q.borrow_limit_gpus,
             max_gpus=q.max_gpus,
+            parent=names.get(q.parent_id) if q.parent_id is not None else None,
+            usage_gpu_s=q.usage_gpu_s,
+            type_quotas=tuple(quotas.get(q.id, ())),
         )
-        for q in session.scalars(select(QueueRow).order_by(QueueRow.name))
+        for q in rows
     )
+
+
+def build_snapshot(session: Session, now: datetime) -> Snapshot:
     return Snapshot(
         now=now.timestamp(),
         nodes=node_views(session),
         pending=_pending(session),
         running=_running(session),
-        queues=queues,
+        queues=queue_views(session),
     )

@@ -7,7 +7,7 @@ from collections import defaultdict
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from scheduler.domain.status import LIVE_ATTEMPT
+from scheduler.domain.status import LIVE_ATTEMPT, JobStatus
 from scheduler.domain.views import AttemptView, EventView, GpuInfo, GpuRefView, JobView, NodeInfo
 from scheduler.store.jobs import attempts_of, events_of
 from scheduler.store.models import (
@@ -51,6 +51,7 @@ def _latest_attempts(session: Session, job_ids: list[int]) -> dict[int, AttemptR
 
 def _base(row: JobRow, attempt: AttemptRow | None, refs: list[GpuRefView]) -> JobView:
     live = attempt is not None and attempt.status in LIVE_ATTEMPT
+    pending = row.status is JobStatus.PENDING
     return JobView(
         id=row.id,
         name=row.name,
@@ -68,6 +69,8 @@ def _base(row: JobRow, attempt: AttemptRow | None, refs: list[GpuRefView]) -> Jo
         termination_reason=row.termination_reason.value if row.termination_reason else None,
         wait_reason=row.wait_reason,
         wait_message=row.wait_message,
+        wait_position=row.wait_position if pending else None,
+        wait_estimated_start=row.wait_estimated_start if pending else None,
         nodes=[p.node.name for p in attempt.parts] if attempt else [],
         gpus=refs if live else [],
     )

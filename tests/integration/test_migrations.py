@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from scheduler.store.db import Database, current_revision, downgrade, head_revision, upgrade
 from scheduler.store.models import Base
@@ -42,6 +42,55 @@ def test_upgrade_check_downgrade_upgrade(database_url: str) -> None:
 
         upgrade(db)
         assert current_revision(db) == head_revision(db)
+        assert _drift(db) == []
+    finally:
+        db.dispose()
+
+
+def test_0002_upgrades_and_downgrades_a_database_with_rows(database_url: str) -> None:
+    """Queues and jobs survive both ways; on SQLite ``queues`` is rebuilt (batch mode) while
+    ``jobs`` refers to it, which only works with foreign keys off during the migration."""
+    db = Database(database_url)
+    now = "2026-01-01 12:00:00+00:00"
+    try:
+        upgrade(db, "0001")
+        with db.engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO queues (id, name, weight, guaranteed_gpus, created_at)"
+                    " VALUES (1, 'ml', 1.0, 4, :now), (2, 'vision', 2.0, 0, :now)"
+                ),
+                {"now": now},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO jobs (id, name, queue_id, status, priority, spec, gpus_requested,"
+                    " submitted_at, updated_at, attempts_count, retries_used, attained_gpu_s,"
+                    " spec_digest) VALUES (1, 'train', 2, 'pending', 0, '{}', 1, :now, :now,"
+                    " 0, 0, 0.0, 'x')"
+                ),
+                {"now": now},
+            )
+        upgrade(db)
+        with db.engine.begin() as conn:
+            rows = conn.execute(text("SELECT name, usage_gpu_s, parent_id FROM queues ORDER BY id"))
+            assert [tuple(r) for r in rows] == [("ml", 0.0, None), ("vision", 0.0, None)]
+            conn.execute(text("UPDATE queues SET parent_id = 1 WHERE id = 2"))
+            conn.execute(
+                text(
+                    "INSERT INTO queue_type_quotas (queue_id, gpu_type, guaranteed_gpus)"
+                    " VALUES (2, 'L4', 1)"
+                )
+            )
+            conn.execute(text("UPDATE jobs SET wait_position = 3 WHERE id = 1"))
+
+        downgrade(db, "0001")
+        with db.engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM queues")).scalar() == 2
+            assert conn.execute(text("SELECT queue_id FROM jobs")).scalar() == 2
+            columns = {c["name"] for c in inspect(conn).get_columns("queues")}
+            assert "parent_id" not in columns and "usage_gpu_s" not in columns
+        upgrade(db)
         assert _drift(db) == []
     finally:
         db.dispose()

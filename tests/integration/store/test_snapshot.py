@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from scheduler.domain.snapshot import GpuRef, ResourceRequest
-from scheduler.domain.status import JobStatus, NodeState
+from scheduler.domain.snapshot import GpuRef, ResourceRequest, TypeQuota
+from scheduler.domain.status import JobStatus, NodeState, TerminationReason
+from scheduler.store.attempts import request_stop
 from scheduler.store.db import Database
-from scheduler.store.jobs import latest_attempt
+from scheduler.store.jobs import get_job, latest_attempt
 from scheduler.store.nodes import NODE_LOST, get_node, set_drained
 from scheduler.store.snapshot import build_snapshot
 from scheduler.store.transitions import transition_job
@@ -108,3 +109,41 @@ def test_the_snapshot_reflects_nodes_allocations_and_pending_jobs(db: Database) 
     assert set(queues) == {"default", "research"}
     assert (queues["research"].weight, queues["research"].guaranteed_gpus) == (2.0, 4)
     assert queues["research"].max_gpus == 8
+
+
+def test_the_snapshot_carries_orgs_usage_quotas_checkpoints_and_stops(db: Database) -> None:
+    sync(db, node_facts("n1", gpus=4))
+    with db.write() as session:
+        add_queue(session, "ml", guaranteed_gpus=4)
+        vision = add_queue(
+            session,
+            "vision",
+            parent="ml",
+            type_quotas=[{"gpu_type": A100, "guaranteed_gpus": 2, "max_gpus": 3}],
+        )
+        vision.usage_gpu_s = 1234.5
+        first = add_job(session, queue="vision").id
+        second = add_job(session, queue="vision").id
+    with db.write() as session:
+        place(session, placement(first, {"n1": [0]}), placement(second, {"n1": [1]}), now=at(1))
+    first_attempt, second_attempt = _attempt_of(db, first), _attempt_of(db, second)
+    with db.write() as session:
+        attempt = latest_attempt(session, first)
+        assert attempt is not None
+        attempt.last_checkpoint_at = at(5)
+        get_job(session, first).attained_gpu_s = 100.0  # what earlier attempts got
+        other = latest_attempt(session, second)
+        assert other is not None
+        request_stop(session, other, TerminationReason.CANCELLED, at(6), "cancel requested")
+
+    with db.read() as session:
+        snap = build_snapshot(session, at(10))
+    queues = {q.name: q for q in snap.queues}
+    assert (queues["ml"].parent, queues["vision"].parent) == (None, "ml")
+    assert queues["vision"].usage_gpu_s == 1234.5
+    assert queues["vision"].type_quotas == (TypeQuota(A100, 2, 3),)
+    running = {r.attempt_id: r for r in snap.running}
+    assert running[first_attempt].last_checkpoint_at == at(5).timestamp()
+    assert running[first_attempt].attained_gpu_s == 100.0
+    assert (running[first_attempt].stopping, running[second_attempt].stopping) == (False, True)
+    assert running[second_attempt].last_checkpoint_at is None

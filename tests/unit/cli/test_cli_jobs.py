@@ -174,6 +174,27 @@ def test_show_a_pending_job_says_why(corral: Cli) -> None:
     assert "submitted  pending" in result.stdout
 
 
+def test_a_waiting_job_shows_its_place_in_line(corral: Cli) -> None:
+    corral.fake.add_job(
+        "pending",
+        queue="research",
+        wait_reason="insufficient_gpus",
+        wait_message="needs 2 GPUs on 1 node; the most free on one node is 1",
+        wait_position=3,
+        wait_estimated_start="2999-01-01T00:00:00Z",
+    )
+    corral.fake.add_job("pending", wait_reason="backoff")  # no position: the reason alone
+    lines = corral("jobs").stdout.splitlines()
+    assert lines[1].split()[-1] == "backoff"
+    assert lines[2].split()[-2:] == ["insufficient_gpus", "#3"]
+    shown = corral("show", "1").stdout
+    assert "insufficient_gpus: needs 2 GPUs on 1 node" in shown
+    assert "position:" in shown and "3 in queue research" in shown
+    line = next(line for line in shown.splitlines() if line.startswith("estimated start:"))
+    assert "2999-01-01" in line or "2998-12-31" in line  # local time
+    assert line.endswith(")") and "(in " in line
+
+
 def test_show_lists_every_attempt(corral: Cli) -> None:
     corral.fake.add_job(
         "failed",

@@ -219,3 +219,58 @@ def test_specs_are_frozen() -> None:
     spec = JobSpec(command=["x"])
     with pytest.raises(ValidationError):
         spec.priority = 5  # type: ignore[misc]
+
+
+def test_a_queue_names_its_org_and_its_type_quotas() -> None:
+    spec = QueueSpec.model_validate(
+        {
+            "name": "vision",
+            "parent": "ml",
+            "type_quotas": [{"gpu_type": "A100-80GB", "guaranteed_gpus": 4, "max_gpus": 8}],
+        }
+    )
+    assert spec.parent == "ml"
+    assert (spec.type_quotas[0].gpu_type, spec.type_quotas[0].max_gpus) == ("A100-80GB", 8)
+    assert QueueSpec(name="ml").type_quotas == []
+
+
+@pytest.mark.parametrize(
+    ("fields", "loc"),
+    [
+        ({"parent": "vision"}, ("parent",)),  # its own parent
+        ({"parent": "a b"}, ("parent",)),
+        (
+            {"type_quotas": [{"gpu_type": "L4", "guaranteed_gpus": -1}]},
+            ("type_quotas", 0, "guaranteed_gpus"),
+        ),
+        ({"type_quotas": [{"gpu_type": "L4", "max_gpus": -1}]}, ("type_quotas", 0, "max_gpus")),
+        (
+            {"type_quotas": [{"gpu_type": "L4", "guaranteed_gpus": 4, "max_gpus": 2}]},
+            ("type_quotas", 0),
+        ),
+        ({"type_quotas": [{"gpu_type": "L4"}, {"gpu_type": "l4"}]}, ("type_quotas",)),
+        ({"type_quotas": [{"gpu_type": ""}]}, ("type_quotas", 0, "gpu_type")),
+        (
+            {"type_quotas": [{"gpu_type": "L4", "guaranteed_gpus": 2**31}]},
+            ("type_quotas", 0, "guaranteed_gpus"),
+        ),
+        ({"type_quotas": [{"gpu_type": "L4", "cap": 1}]}, ("type_quotas", 0, "cap")),
+    ],
+)
+def test_bad_orgs_and_type_quotas_name_the_field(
+    fields: dict[str, Any], loc: tuple[str | int, ...]
+) -> None:
+    with pytest.raises(ValidationError) as raised:
+        QueueSpec.model_validate({"name": "vision", **fields})
+    assert error_locs(raised) == [loc]
+
+
+def test_a_patch_may_clear_the_parent_and_replace_the_type_quotas() -> None:
+    assert QueuePatch.model_validate({"parent": None}).model_dump(exclude_unset=True) == {
+        "parent": None
+    }
+    patch = QueuePatch.model_validate({"type_quotas": [{"gpu_type": "L4", "guaranteed_gpus": 2}]})
+    assert patch.type_quotas is not None and patch.type_quotas[0].guaranteed_gpus == 2
+    with pytest.raises(ValidationError) as raised:
+        QueuePatch.model_validate({"type_quotas": [{"gpu_type": "L4"}, {"gpu_type": "L4"}]})
+    assert error_locs(raised) == [("type_quotas",)]

@@ -9,10 +9,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from scheduler.domain.snapshot import (
+    GpuRef,
     GpuView,
     NodeView,
     PendingJob,
+    QueueView,
     ResourceRequest,
+    RunningJob,
     Snapshot,
 )
 from scheduler.domain.status import NodeState
@@ -74,6 +77,8 @@ def job(
     gpu_memory_mib: int | None = None,
     not_before: float | None = None,
     queue: str = "default",
+    preemptible: bool = True,
+    time_limit_s: int | None = None,
 ) -> PendingJob:
     return PendingJob(
         job_id=job_id,
@@ -84,8 +89,60 @@ def job(
             gpus=gpus, nodes=nodes, gpu_type=gpu_type, gpu_memory_mib=gpu_memory_mib
         ),
         not_before=not_before,
+        preemptible=preemptible,
+        time_limit_s=time_limit_s,
     )
 
 
-def snapshot(*nodes: NodeView, pending: Iterable[PendingJob] = (), now: float = NOW) -> Snapshot:
-    return Snapshot(now=now, nodes=tuple(nodes), pending=tuple(pending))
+def running(
+    job_id: int,
+    *gpus: str,
+    started_at: float = NOW - 60,
+    time_limit_s: int | None = None,
+    preemptible: bool = False,
+    stopping: bool = False,
+    queue: str = "default",
+) -> RunningJob:
+    """A running attempt (attempt id = job id) on GPUs written "node:index"."""
+    refs = tuple(GpuRef(g.split(":")[0], int(g.split(":")[1])) for g in gpus)
+    return RunningJob(
+        job_id=job_id,
+        attempt_id=job_id,
+        queue=queue,
+        priority=0,
+        gpus=refs,
+        started_at=started_at,
+        preemptible=preemptible,
+        time_limit_s=time_limit_s,
+        stopping=stopping,
+    )
+
+
+def holding(view: NodeView, *attempts: RunningJob) -> NodeView:
+    """The node with the GPUs of these attempts allocated to their jobs."""
+    owner = {ref.index: r.job_id for r in attempts for ref in r.gpus if ref.node == view.name}
+    gpus = tuple(
+        GpuView(g.index, g.uuid, g.gpu_type, g.memory_mib, g.healthy, owner.get(g.index))
+        if g.index in owner
+        else g
+        for g in view.gpus
+    )
+    return NodeView(view.name, view.state, gpus)
+
+
+def snapshot(
+    *nodes: NodeView,
+    pending: Iterable[PendingJob] = (),
+    now: float = NOW,
+    running: Iterable[RunningJob] = (),
+    queues: Iterable[QueueView] = (),
+) -> Snapshot:
+    """The snapshot; the GPUs of ``running`` attempts are marked allocated on ``nodes``."""
+    attempts = tuple(running)
+    return Snapshot(
+        now=now,
+        nodes=tuple(holding(n, *attempts) for n in nodes),
+        pending=tuple(pending),
+        running=attempts,
+        queues=tuple(queues),
+    )

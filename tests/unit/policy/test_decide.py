@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pytest
@@ -11,13 +10,15 @@ from scheduler.domain.decisions import Placement, Wait, WaitReason
 from scheduler.domain.snapshot import GpuRef, NodeView, PendingJob, ResourceRequest, Snapshot
 from scheduler.domain.status import NodeState
 from scheduler.policy import make_policy
-from scheduler.policy.decide import Policy, describe_request, greedy, no_preemption
+from scheduler.policy.context import Context, Pool
+from scheduler.policy.decide import Policy, greedy, no_preemption
+from scheduler.policy.explain import describe_request
 from scheduler.policy.ordering import priority_fifo
 from scheduler.policy.placement import best_fit
 
 from .factories import NOW, free_only, job, node, snapshot
 
-DEFAULT = make_policy()
+DEFAULT = make_policy(backfill="greedy")
 
 
 def decide(snap: Snapshot) -> tuple[dict[int, Placement], dict[int, Wait]]:
@@ -44,7 +45,7 @@ def test_backoff(not_before: float | None, expected: str | None) -> None:
     if expected is None:
         assert set(placements) == {1}
     else:
-        assert waits[1] == Wait(1, WaitReason.BACKOFF, expected)
+        assert waits[1] == Wait(1, WaitReason.BACKOFF, expected, position=1)
 
 
 def test_a_job_in_backoff_leaves_its_gpus_to_the_next() -> None:
@@ -180,7 +181,7 @@ WAITS = [
 def test_wait_reason_and_message(case: WaitCase) -> None:
     placements, waits = decide(snapshot(*case.nodes, pending=[case.job]))
     assert placements == {}
-    assert waits[case.job.job_id] == Wait(case.job.job_id, case.reason, case.message)
+    assert waits[case.job.job_id] == Wait(case.job.job_id, case.reason, case.message, position=1)
 
 
 def test_every_wait_reason_of_the_greedy_pass_is_covered() -> None:
@@ -214,7 +215,10 @@ def test_gpus_placed_in_this_cycle_are_not_free_for_the_next_job() -> None:
     placements, waits = decide(snap)
     assert set(placements) == {1}
     assert waits[2] == Wait(
-        2, WaitReason.INSUFFICIENT_GPUS, "needs 6 GPUs on 1 node; the most free on one node is 2"
+        2,
+        WaitReason.INSUFFICIENT_GPUS,
+        "needs 6 GPUs on 1 node; the most free on one node is 2",
+        position=1,
     )
 
 
@@ -266,8 +270,8 @@ def test_decisions_follow_the_ordering() -> None:
 
 
 def test_an_ordering_that_drops_a_job_is_a_bug() -> None:
-    def drop_first(snap: Snapshot) -> list[PendingJob]:
-        return priority_fifo(snap)[1:]
+    def drop_first(ctx: Context) -> list[PendingJob]:
+        return priority_fifo(ctx)[1:]
 
     policy = Policy(drop_first, best_fit, no_preemption, greedy)
     with pytest.raises(ValueError, match=r"without a decision \[1\]"):
@@ -275,7 +279,7 @@ def test_an_ordering_that_drops_a_job_is_a_bug() -> None:
 
 
 def test_a_placement_that_reuses_a_gpu_is_a_bug() -> None:
-    def always_gpu_zero(pending: PendingJob, nodes: Sequence[NodeView]) -> Placement:
+    def always_gpu_zero(pending: PendingJob, pool: Pool) -> Placement:
         return Placement(pending.job_id, ("a",), (GpuRef("a", 0),))
 
     policy = Policy(priority_fifo, always_gpu_zero, no_preemption, greedy)
@@ -295,15 +299,15 @@ def test_wait_messages_describe_what_the_cycle_leaves_free() -> None:
     placements, waits = decide(snap)
     assert set(placements) == {2}
     assert waits[1].message == "needs 4 GPUs on 1 node; the most free on one node is 1"
-    assert waits[3] == Wait(3, waits[1].reason, waits[1].message)
+    assert waits[3] == Wait(3, waits[1].reason, waits[1].message, position=2)
 
 
 def test_a_request_that_did_not_fit_is_not_tried_again_in_the_cycle() -> None:
     calls: list[int] = []
 
-    def counting_best_fit(pending: PendingJob, nodes: Sequence[NodeView]) -> Placement | None:
+    def counting_best_fit(pending: PendingJob, pool: Pool) -> Placement | None:
         calls.append(pending.job_id)
-        return best_fit(pending, nodes)
+        return best_fit(pending, pool)
 
     jobs = [job(i, 4) for i in range(1, 101)] + [job(101, 1)]
     policy = Policy(priority_fifo, counting_best_fit, no_preemption, greedy)

@@ -7,6 +7,7 @@ import random
 import pytest
 
 from scheduler.domain.snapshot import PendingJob
+from scheduler.policy.context import make_context
 from scheduler.policy.ordering import priority_fifo
 
 from .factories import job, snapshot
@@ -48,7 +49,7 @@ from .factories import job, snapshot
     ],
 )
 def test_priority_fifo(jobs: list[PendingJob], expected_ids: list[int]) -> None:
-    assert [j.job_id for j in priority_fifo(snapshot(pending=jobs))] == expected_ids
+    assert [j.job_id for j in priority_fifo(make_context(snapshot(pending=jobs)))] == expected_ids
 
 
 def test_priority_fifo_is_a_permutation_independent_of_input_order() -> None:
@@ -57,7 +58,7 @@ def test_priority_fifo_is_a_permutation_independent_of_input_order() -> None:
         job(i, priority=rng.choice([-1, 0, 1]), submitted_at=float(rng.randint(0, 5)))
         for i in range(1, 40)
     ]
-    first = priority_fifo(snapshot(pending=jobs))
+    first = priority_fifo(make_context(snapshot(pending=jobs)))
     rng.shuffle(jobs)
-    assert priority_fifo(snapshot(pending=jobs)) == first
+    assert priority_fifo(make_context(snapshot(pending=jobs))) == first
     assert sorted(j.job_id for j in first) == list(range(1, 40))

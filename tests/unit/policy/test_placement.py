@@ -1,4 +1,7 @@
-"""Gang best-fit placement, table by table: one row per rule of the module docstring."""
+"""Gang best-fit placement, table by table: one row per rule of the module docstring.
+
+Every row also checks the brute-force reference (``reference.best_fit``) on the views.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +12,10 @@ import pytest
 from scheduler.domain.decisions import Placement
 from scheduler.domain.snapshot import GpuRef, NodeView, PendingJob
 from scheduler.domain.status import NodeState
-from scheduler.policy.placement import best_fit, can_ever_fit, claim
+from scheduler.policy.placement import best_fit, can_ever_fit
+from scheduler.policy.pool import FreePool
 
+from . import reference
 from .factories import A100, free_only, job, mixed_node, node
 
 
@@ -218,7 +223,8 @@ WITHOUT_GPUS = [
 
 @pytest.mark.parametrize("case", SINGLE_NODE + MULTI_NODE + WITHOUT_GPUS, ids=lambda c: c.id)
 def test_best_fit(case: Case) -> None:
-    placement = best_fit(case.job, case.nodes)
+    placement = best_fit(case.job, FreePool(case.nodes))
+    assert placement == reference.best_fit(case.job, case.nodes)
     if case.expected_nodes is None:
         assert placement is None
     else:
@@ -228,7 +234,7 @@ def test_best_fit(case: Case) -> None:
 def test_best_fit_does_not_depend_on_node_order() -> None:
     nodes = (node("a", 8), free_only("b", 8, [5, 7]), free_only("c", 4, [0, 1, 2]), node("d", 4))
     for request in (job(1, 1), job(1, 3), job(1, 4, nodes=2), job(1, 0)):
-        assert best_fit(request, nodes) == best_fit(request, nodes[::-1])
+        assert best_fit(request, FreePool(nodes)) == best_fit(request, FreePool(nodes[::-1]))
 
 
 @pytest.mark.parametrize(
@@ -253,12 +259,14 @@ def test_can_ever_fit(request_job: PendingJob, nodes: tuple[NodeView, ...], expe
     assert can_ever_fit(request_job.request, nodes) is expected
 
 
-def test_claim_allocates_exactly_the_placed_gpus() -> None:
+def test_take_allocates_exactly_the_placed_gpus() -> None:
     nodes = (node("a", 4), node("b", 2))
-    claimed = claim(nodes, Placement(7, ("a",), refs("a:1", "a:3")))
-    assert [g.allocated_to for g in claimed[0].gpus] == [None, 7, None, 7]
-    assert claimed[1] is nodes[1]
-    assert nodes[0].free_gpus() == nodes[0].gpus  # the input is not changed
+    pool = FreePool(nodes)
+    pool.take(Placement(7, ("a",), refs("a:1", "a:3")))
+    assert pool.free_indices("a", job(1).request) == (0, 2)
+    assert pool.free_indices("b", job(1).request) == (0, 1)
+    assert nodes[0].free_gpus() == nodes[0].gpus  # the views are not changed
+    assert pool.nodes == (nodes[1], nodes[0])  # the views, in (GPU count, name) order
 
 
 @pytest.mark.parametrize(
@@ -272,7 +280,16 @@ def test_claim_allocates_exactly_the_placed_gpus() -> None:
         (Placement(7, ("d",), refs("d:0")), "drained"),
     ],
 )
-def test_claim_rejects_a_placement_that_is_not_free(placement: Placement, message: str) -> None:
+def test_take_rejects_a_placement_that_is_not_free(placement: Placement, message: str) -> None:
     nodes = (node("a", 4, busy=[1], unhealthy=[2]), node("d", 4, state=NodeState.DRAINED))
+    pool = FreePool(nodes)
     with pytest.raises(ValueError, match=message):
-        claim(nodes, placement)
+        pool.take(placement)
+    assert pool.free_indices("a", job(1).request) == (0, 3)  # nothing taken
+
+
+def test_a_gpu_cannot_be_taken_twice() -> None:
+    pool = FreePool((node("a", 2),))
+    pool.take(Placement(1, ("a",), refs("a:0")))
+    with pytest.raises(ValueError, match=r"GPUs \[0\] of a not free"):
+        pool.take(Placement(2, ("a",), refs("a:0")))

@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+from collections.abc import Mapping
+from typing import Any
 
 import pytest
 
 import scheduler.policy as policy_package
 from scheduler.domain.decisions import Decisions
-from scheduler.policy.registry import BACKFILLS, ORDERINGS, PLACEMENTS, PREEMPTIONS, make_policy
+from scheduler.policy.context import PolicyParams
+from scheduler.policy.registry import (
+    ADMISSIONS,
+    BACKFILLS,
+    ORDERINGS,
+    PLACEMENTS,
+    PREEMPTIONS,
+    make_policy,
+)
 
 from .factories import free_only, job, node, snapshot
 
@@ -26,26 +36,42 @@ SAMPLE = snapshot(
     ],
 )
 
-COMBINATIONS = list(itertools.product(ORDERINGS, PLACEMENTS, PREEMPTIONS, BACKFILLS))
+COMBINATIONS = list(itertools.product(ORDERINGS, PLACEMENTS, PREEMPTIONS, BACKFILLS, ADMISSIONS))
 
 
-@pytest.mark.parametrize(("ordering", "placement", "preemption", "backfill"), COMBINATIONS)
+@pytest.mark.parametrize(
+    ("ordering", "placement", "preemption", "backfill", "admission"), COMBINATIONS
+)
 def test_every_registered_policy_decides_every_pending_job(
-    ordering: str, placement: str, preemption: str, backfill: str
+    ordering: str, placement: str, preemption: str, backfill: str, admission: str
 ) -> None:
-    policy = make_policy(ordering, placement, preemption, backfill)
+    policy = make_policy(ordering, placement, preemption, backfill, admission)
     decisions = policy.decide(SAMPLE)
     assert isinstance(decisions, Decisions)
     decided = sorted([p.job_id for p in decisions.placements] + [w.job_id for w in decisions.waits])
     assert decided == [1, 2, 3, 4, 5]
     assert policy.decide(SAMPLE) == decisions  # deterministic
-    assert policy.name == f"{ordering}/{placement}/{preemption}/{backfill}"
+    assert policy.name == f"{ordering}/{placement}/{preemption}/{backfill}/{admission}"
 
 
 def test_the_default_policy() -> None:
     policy = make_policy()
-    assert policy.name == "priority_fifo/best_fit/none/greedy"
-    assert policy == make_policy("priority_fifo", "best_fit", "none", "greedy")
+    assert policy.name == "priority_fifo/best_fit/none/backfill/none"
+    assert policy == make_policy("priority_fifo", "best_fit", "none", "backfill", "none")
+
+
+def test_the_settings_name_pieces_by_keyword_and_pass_params() -> None:
+    params = PolicyParams(min_runtime_s=60.0)
+    policy = make_policy(
+        ordering="priority_fifo",
+        placement="best_fit",
+        preemption="none",
+        backfill="greedy",
+        admission="none",
+        params=params,
+    )
+    assert policy.params is params
+    assert policy.name == "priority_fifo/best_fit/none/greedy/none"
 
 
 @pytest.mark.parametrize(
@@ -55,14 +81,16 @@ def test_the_default_policy() -> None:
         ("placement", PLACEMENTS),
         ("preemption", PREEMPTIONS),
         ("backfill", BACKFILLS),
+        ("admission", ADMISSIONS),
     ],
 )
-def test_an_unknown_name_lists_the_known_ones(kind: str, registry: object) -> None:
+def test_an_unknown_name_lists_the_known_ones(kind: str, registry: Mapping[str, object]) -> None:
+    names: dict[str, Any] = {kind: "no-such-thing"}
     with pytest.raises(ValueError) as raised:
-        make_policy(**{kind: "no-such-thing"})
+        make_policy(**names)
     message = str(raised.value)
     assert f"unknown {kind} 'no-such-thing'" in message
-    assert all(name in message for name in registry)  # type: ignore[attr-defined]
+    assert all(name in message for name in registry)
 
 
 def test_registries_cannot_be_changed_at_run_time() -> None:

@@ -1,0 +1,265 @@
+"""The ``backfill`` pass: EASY backfill with one reservation per queue.
+
+Walking the jobs in order, an admitted job that fits now starts. The first admitted job
+of a queue that does not fit gets a **reservation**: the GPUs that free up first for it
+(``timeline.Timeline``), a concrete set on concrete nodes, and the time ``reserved_at``
+when they are all free (``inf`` when that waits on attempts without a time limit).
+A later job may use a reserved GPU only if it is preemptible or ends (``now +
+time_limit_s``) by that reservation's ``reserved_at`` (never for an ``inf`` one); free
+GPUs that no reservation holds are everyone's.
+
+Invariants: at most one reservation per queue, so every queue's head is protected and no
+queue's stream of small jobs starves a large job of another; reservations are disjoint;
+no placement delays a reservation: it avoids the reserved GPUs or leaves them by
+``reserved_at`` (or is preemptible, and ``ctx.extra["reservations"]`` lets the
+preemption piece stop it once the reservation is due). Every job gets one decision:
+the holder of a reservation waits with INSUFFICIENT_GPUS ("it holds a reservation on n7
+starting in 12 min", ``estimated_start`` set), a job that would fit only on reserved
+GPUs with RESERVED ("the free GPUs are reserved for job 17 (8 GPUs) starting in 12
+min"), others as in ``greedy``.
+
+Example (now = 0): node ``a`` 8 GPUs, 4 free, the other 4 held until 600. Jobs in order,
+B and C not preemptible: A (8 GPUs), B (2 GPUs, time limit 300), C (2 GPUs, limit 3600).
+A does not fit: it reserves ``a:0-7`` from 600. B ends by 300 <= 600: it starts on
+``a:0-1``. C would end after 600 on A's GPUs: RESERVED, "reserved for job A (8 GPUs)
+starting in 10 min". A preemptible C would start (and be preempted if need be).
+
+How: one ``FreePool`` of what is free (level 0) and, made on demand, pools that also
+withhold the GPUs of the first ``k`` reservations in ``reserved_at`` order (level k).
+A job's level is the number of reservations it may not use (0 if preemptible), so
+every job asks one pool, in O(GPUs per node) per query.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left, bisect_right
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+
+from scheduler.domain.decisions import Decisions, Placement, Wait, WaitReason
+from scheduler.domain.snapshot import GpuRef, PendingJob
+from scheduler.policy.context import Admission, Context, Place
+from scheduler.policy.explain import (
+    Shape,
+    WaitList,
+    backoff_wait,
+    count,
+    describe_request,
+    explain_wait,
+    shape_of,
+    starting,
+)
+from scheduler.policy.pool import FreePool
+from scheduler.policy.timeline import Timeline
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """GPUs kept for a waiting job (``ctx.extra["reservations"]``, in pass order).
+
+    ``reserved_at``: epoch seconds when all ``gpus`` are free by the running attempts'
+    time limits (or by when their preemptible holders may be preempted), ``inf`` when
+    some wait on attempts without a time limit. ``occupiers``: attempt ids of the
+    preemptible attempts now holding some of ``gpus``, those the preemption piece may
+    stop once the reservation is due (``reserved_at <= now``). A multi-node job reserves
+    whole nodes.
+    """
+
+    job_id: int
+    queue: str
+    gpus: tuple[GpuRef, ...]
+    reserved_at: float
+    occupiers: tuple[int, ...] = ()
+
+    @property
+    def allows_until(self) -> float:
+        """A non-preemptible job may use these GPUs if it ends by this (-inf: never)."""
+        return -math.inf if math.isinf(self.reserved_at) else self.reserved_at
+
+
+def backfill(
+    ctx: Context, ordered: Sequence[PendingJob], place: Place, admit: Admission
+) -> Decisions:
+    """EASY backfill with one reservation per queue (see the module docstring)."""
+    run = _Backfill(ctx, place)
+    waits = WaitList()
+    now, add = ctx.snapshot.now, waits.add
+    for job in ordered:  # the hot loop, as in ``greedy``
+        if job.not_before is not None and job.not_before > now:
+            add(job, backoff_wait(job, now))
+            continue
+        wait = admit(ctx, job)
+        if wait is not None:
+            add(job, wait)
+            continue
+        key = run.start(job, shape_of(job.request))
+        if key is None:
+            ctx.charge(job)
+        else:
+            add(job, None, key)
+    ctx.extra["pool"] = run.free
+    ctx.extra["reservations"] = list(run.reservations)
+    return Decisions(placements=tuple(run.placements), waits=waits.finish(run.explain))
+
+
+@dataclass(slots=True)
+class _Level:
+    pool: FreePool  # what is free, less the GPUs of the first k reservations by time
+    synced: int  # how many of the pass's placements it has taken so far
+
+
+class _Backfill:
+    """The state of one backfill pass: pools by level, reservations, the timeline."""
+
+    def __init__(self, ctx: Context, place: Place) -> None:
+        self.ctx, self.place, self.now = ctx, place, ctx.snapshot.now
+        self.free = FreePool(ctx.snapshot.nodes)  # level 0: what is free
+        self._levels: dict[int, _Level] = {}  # level k > 0, made when a job first needs it
+        self.placements: list[Placement] = []
+        self.reservations: list[Reservation] = []  # in pass order
+        self._by_time: list[Reservation] = []  # by allows_until: level k forbids the first k
+        self._until: list[float] = []  # their allows_until, for bisect
+        self._held: dict[int, tuple[PendingJob, Reservation]] = {}  # by the holder's job id
+        self._queues: set[str] = set()  # queues that hold a reservation
+        self._failed: list[set[Shape]] = [set()]  # by level: shapes that did not fit
+        self._unreservable: set[Shape] = set()  # shapes the timeline cannot place
+        self._timeline: Timeline | None = None
+        self._plain: dict[Shape, Wait] = {}  # explanations against what is left free
+        self._blockers: dict[tuple[Shape, int], Reservation | None] = {}
+        self._keys: dict[Hashable, int] = {}  # wait keys (see ``_key``)
+
+    def start(self, job: PendingJob, shape: Shape) -> int | None:
+        """Place an admitted job, or reserve for it. None when it starts now, else the key
+        of its wait: jobs of one key share an explanation (``explain``)."""
+        level = 0 if job.preemptible or not self._until else self.level(job)
+        failed = self._failed[level]
+        if shape not in failed:
+            placement = self.place(job, self._pool(level))
+            if placement is not None:
+                self._take(placement, job)
+                return None
+            failed.add(shape)
+        fresh = job.queue not in self._queues and shape not in self._unreservable
+        if fresh and self._reserve(job, shape):
+            return self._key(("holds", job.job_id))
+        # the reservations it may not use are only known after the pass: key by its end
+        return self._key(shape if job.preemptible else (shape, job.time_limit_s))
+
+    def _key(self, key: Hashable) -> int:
+        """A small int per distinct key: 50,000 waits keep ints, not tuples, until the end
+        of the pass (fewer objects for the garbage collector to follow)."""
+        found = self._keys.get(key)
+        if found is None:
+            found = self._keys[key] = len(self._keys)
+        return found
+
+    def level(self, job: PendingJob) -> int:
+        """How many reservations (the first ones by time) ``job`` may not use."""
+        if job.preemptible or not self._until:
+            return 0
+        limit = job.time_limit_s
+        ends = math.inf if limit is None else self.now + limit
+        return bisect_left(self._until, ends)
+
+    def _pool(self, level: int) -> FreePool:
+        """The pool of a level, brought up to date with the placements made since."""
+        if not level:
+            return self.free
+        found = self._levels.get(level)
+        if found is None:
+            pool = self.free.copy()
+            for reservation in self._by_time[:level]:
+                pool.withhold(reservation.gpus)
+            found = self._levels[level] = _Level(pool, len(self.placements))
+        elif found.synced < len(self.placements):
+            late = self.placements[found.synced :]
+            found.pool.withhold(ref for placement in late for ref in placement.gpus)
+            found.synced = len(self.placements)
+        return found.pool
+
+    def _take(self, placement: Placement, job: PendingJob) -> None:
+        self.free.take(placement)  # the other levels catch up when next asked (``_pool``)
+        if self._timeline is not None:
+            self._timeline.hold(placement, job)
+        self.placements.append(placement)
+
+    def _reserve(self, job: PendingJob, shape: Shape) -> bool:
+        timeline = self._get_timeline()
+        slot = timeline.earliest(job.request)
+        if slot is None:
+            self._unreservable.add(shape)
+            return False
+        reservation = Reservation(
+            job.job_id, job.queue, slot.gpus, slot.at, timeline.occupiers(slot.gpus)
+        )
+        timeline.block(slot.gpus)
+        self.reservations.append(reservation)
+        self._queues.add(job.queue)
+        self._held[job.job_id] = (job, reservation)
+        self._insert(reservation)
+        return True
+
+    def _insert(self, reservation: Reservation) -> None:
+        """Add a reservation to the levels: pools and failures past it move up one."""
+        at = bisect_right(self._until, reservation.allows_until)
+        self._until.insert(at, reservation.allows_until)
+        self._by_time.insert(at, reservation)
+        for level, found in self._levels.items():
+            if level > at:
+                found.pool.withhold(reservation.gpus)
+        self._levels = {lv + 1 if lv > at else lv: found for lv, found in self._levels.items()}
+        self._failed.insert(at + 1, set())
+
+    def _get_timeline(self) -> Timeline:
+        if self._timeline is None:
+            self._timeline = Timeline(self.ctx.snapshot, self.ctx.params)
+            jobs = {job.job_id: job for job in self.ctx.snapshot.pending}
+            for placement in self.placements:
+                self._timeline.hold(placement, jobs[placement.job_id])
+        return self._timeline
+
+    # -- explanations, after the pass ----------------------------------------------
+
+    def explain(self, job: PendingJob) -> Wait:
+        """Why a job that did not start waits (called once per ``start`` key)."""
+        held = self._held.get(job.job_id)
+        if held is not None:
+            return self._holder_wait(job, held[1])
+        shape, level = shape_of(job.request), self.level(job)
+        blocker = self._blocker(job, shape, level) if level else None
+        if blocker is not None:
+            holder, reservation = self._held[blocker.job_id]
+            message = (
+                f"needs {describe_request(job.request)}; the free GPUs are reserved for job "
+                f"{holder.job_id} ({count(holder.request.total_gpus, 'GPU')}) "
+                f"{starting(reservation.reserved_at, self.now)}"
+            )
+            return Wait(job.job_id, WaitReason.RESERVED, message)
+        found = self._plain.get(shape)
+        if found is None:
+            found = self._plain[shape] = explain_wait(job, self.free)
+        return found
+
+    def _holder_wait(self, job: PendingJob, reservation: Reservation) -> Wait:
+        where = ", ".join(sorted({ref.node for ref in reservation.gpus}))
+        message = (
+            f"needs {describe_request(job.request)}; it holds a reservation on {where} "
+            f"{starting(reservation.reserved_at, self.now)}"
+        )
+        at = None if math.isinf(reservation.reserved_at) else reservation.reserved_at
+        return Wait(job.job_id, WaitReason.INSUFFICIENT_GPUS, message, estimated_start=at)
+
+    def _blocker(self, job: PendingJob, shape: Shape, level: int) -> Reservation | None:
+        """The first reservation, in pass order, that the job would fit on but may not use."""
+        key = (shape, level)
+        if key not in self._blockers:
+            self._blockers[key] = None
+            placement = self.place(job, self.free)
+            wanted = set(() if placement is None else placement.gpus)
+            forbidden = self._by_time[:level]
+            for reservation in self.reservations:
+                if reservation in forbidden and wanted.intersection(reservation.gpus):
+                    self._blockers[key] = reservation
+                    break
+        return self._blockers[key]

@@ -1,0 +1,153 @@
+"""What every piece of a policy sees in one ``decide``: the snapshot and what follows from it.
+
+``make_context`` derives, once per cycle, each queue's held GPUs, its demand and its fair
+share (``fairshare.fair_shares``). During the decision pass the context is the working
+state: ``charge`` records a placement against its queue so later admission checks and
+orderings see it. Nothing here reads a clock or does I/O.
+
+The pieces of a policy, each chosen by name in ``registry``:
+- ``Ordering(ctx) -> list[PendingJob]``: every pending job once, first considered first.
+- ``Admission(ctx, job) -> Wait | None``: quota rules (caps, borrow limits, guarantees)
+  that may hold a job back even when GPUs are free; None admits it.
+- ``Place(job, pool) -> Placement | None``: the GPUs for one job from the working pool.
+- ``Pass(ctx, ordered, place, admit) -> Decisions``: the decision pass (placements and a
+  wait for every other job; backfill and reservations live here).
+- ``Preempt(ctx, decisions, place) -> tuple[Preemption, ...]``: running attempts to stop.
+
+``ctx.extra`` keys the pieces share (the pass writes them; readers treat them as absent
+when missing):
+- ``"pool"``: the working ``Pool`` as the pass leaves it (its placements taken). Readers
+  work on ``pool.copy()`` and never mutate it. Read by ``preemption.reclaim``.
+- ``"reservations"``: a sequence of reservations of the backfill pass, each with
+  ``job_id: int`` (the waiting job), ``gpus: tuple[GpuRef, ...]`` (the GPUs it waits
+  for) and ``reserved_at: float`` (when it expects them). Read by ``preemption.reclaim``:
+  a reservation due (``reserved_at <= now``) preempts its preemptible occupiers.
+  The backfill pass writes ``backfill.Reservation``s, at most one per queue, their GPUs
+  disjoint; ``reserved_at`` is ``inf`` when the GPUs wait on attempts without a time
+  limit, and ``occupiers`` names the preemptible attempts now holding some of ``gpus``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from scheduler.domain.decisions import Decisions, Placement, Preemption, Wait
+from scheduler.domain.snapshot import (
+    GpuRef,
+    NodeView,
+    PendingJob,
+    QueueView,
+    ResourceRequest,
+    Snapshot,
+)
+from scheduler.policy.fairshare import fair_shares
+
+DAY_S = 86_400.0
+
+
+@dataclass(frozen=True)
+class PolicyParams:
+    """Tunables of the policies (settings fill them; defaults suit a research cluster)."""
+
+    usage_half_life_s: float = 7 * DAY_S  # decayed usage breaks fair-share ties (Slurm-like)
+    min_runtime_s: float = 300.0  # an attempt younger than this is never preempted
+    las_thresholds_gpu_s: tuple[float, ...] = (3_600.0, 36_000.0)  # 2D-LAS queue boundaries
+    # backfill: a reservation counts a preemptible attempt's GPUs as free from when it may
+    # be preempted (start + min_runtime_s), so preemption can clear a reservation that is
+    # due; False: only time limits count (suits the "none" preemption)
+    reserve_preemptible_gpus: bool = True
+
+
+class Pool(Protocol):
+    """The working set of free GPUs during a pass (see ``pool.FreePool``)."""
+
+    nodes: Sequence[NodeView]
+
+    def take(self, placement: Placement) -> None: ...
+    def release(self, gpus: Iterable[GpuRef]) -> None: ...
+    def withhold(self, gpus: Iterable[GpuRef]) -> None: ...  # as if taken (a reservation)
+    def copy(self) -> Pool: ...
+
+    # what a placement asks of the pool (rules and costs: ``pool.FreePool``)
+    def tightest(self, request: ResourceRequest) -> tuple[str, tuple[int, ...]] | None: ...
+    def idle_nodes(
+        self, request: ResourceRequest, count: int
+    ) -> list[tuple[str, tuple[int, ...]]]: ...
+    def gpuless_nodes(self, count: int) -> list[str]: ...
+
+
+@dataclass
+class QueueState:
+    """One queue during a pass: its view, what it holds, what it asks for, its share."""
+
+    view: QueueView
+    held: int = 0  # GPUs held by its live attempts (+ placements of this pass)
+    pending_gpus: int = 0  # GPUs its pending jobs ask for
+    fair_share: float = 0.0
+    # GPUs held by type (casefolded type name): live attempts by the GPUs they hold,
+    # placements of this pass only when the job asks for a type
+    held_by_type: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def deficit(self) -> float:
+        """How far it is below its fair share (negative: above it)."""
+        return self.fair_share - self.held
+
+
+@dataclass
+class Context:
+    snapshot: Snapshot
+    params: PolicyParams
+    queues: dict[str, QueueState]
+    capacity: int  # healthy GPUs on schedulable nodes
+    extra: dict[str, object] = field(default_factory=dict)  # per-pass scratch for pieces
+
+    def queue(self, name: str) -> QueueState:
+        state = self.queues.get(name)
+        if state is None:  # a job of a queue the snapshot does not list: weight 1, no quota
+            state = self.queues[name] = QueueState(QueueView(name=name))
+        return state
+
+    def charge(self, job: PendingJob) -> None:
+        """Count a placement of this pass against its queue (and its org)."""
+        _add_held(self, job.queue, job.request.total_gpus, job.request.gpu_type)
+
+
+def make_context(snapshot: Snapshot, params: PolicyParams | None = None) -> Context:
+    queues = {q.name: QueueState(q) for q in snapshot.queues}
+    ctx = Context(snapshot, params or PolicyParams(), queues, capacity=_capacity(snapshot))
+    gpu_types = {GpuRef(n.name, g.index): g.gpu_type for n in snapshot.nodes for g in n.gpus}
+    for running in snapshot.running:
+        if not running.stopping:
+            for ref in running.gpus:
+                _add_held(ctx, running.queue, 1, gpu_types.get(ref))
+    for job in snapshot.pending:
+        ctx.queue(job.queue).pending_gpus += job.request.total_gpus
+    demand = {name: float(q.held + q.pending_gpus) for name, q in ctx.queues.items()}
+    views = [q.view for q in ctx.queues.values()]
+    for name, share in fair_shares(views, demand, ctx.capacity).items():
+        ctx.queue(name).fair_share = share
+    return ctx
+
+
+def _add_held(ctx: Context, queue: str, gpus: int, gpu_type: str | None = None) -> None:
+    leaf = ctx.queue(queue)
+    states = [leaf] if leaf.view.parent is None else [leaf, ctx.queue(leaf.view.parent)]
+    for state in states:
+        state.held += gpus
+        if gpu_type is not None:
+            key = gpu_type.casefold()
+            state.held_by_type[key] = state.held_by_type.get(key, 0) + gpus
+
+
+def _capacity(snapshot: Snapshot) -> int:
+    return sum(1 for n in snapshot.nodes if n.schedulable for g in n.gpus if g.healthy)
+
+
+Ordering = Callable[[Context], list[PendingJob]]
+Admission = Callable[[Context, PendingJob], Wait | None]
+Place = Callable[[PendingJob, Pool], Placement | None]
+Pass = Callable[[Context, Sequence[PendingJob], Place, Admission], Decisions]
+Preempt = Callable[[Context, Decisions, Place], tuple[Preemption, ...]]

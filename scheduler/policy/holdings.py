@@ -1,0 +1,189 @@
+"""Who holds which GPUs while ``preemption.reclaim`` moves them: by queue and by node.
+
+Both start from the context after the decision pass and change only through their
+methods, on reclaim's private copies: the context and the pass's pool stay untouched.
+
+- ``Ledger``: GPUs held per queue, per org and per (queue, GPU type); answers "is this
+  queue owed these GPUs?" and "may this attempt's queue lose it?".
+- ``Occupancy``: per up node, the free and the held GPU indices. It tells reclaim when
+  a what-if placement is worth trying (a node now has enough GPUs, or enough nodes are
+  idle); the pool and the placement piece have the last word.
+
+Example: ``prod`` (guarantee 4, fair share 4) holds 2: a 2-GPU job is owed (4 <= 4), a
+4-GPU job is not. ``research`` (guarantee 2) holds 6: it may lose a 2-GPU attempt or a
+4-GPU one, not both (6 - 2 - 4 < 2).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+
+from scheduler.domain.decisions import Placement
+from scheduler.domain.snapshot import (
+    GpuRef,
+    GpuView,
+    NodeView,
+    PendingJob,
+    ResourceRequest,
+    RunningJob,
+)
+from scheduler.policy.context import Context
+from scheduler.policy.fairshare import guarantee, type_quota
+from scheduler.policy.placement import gpu_matches
+
+EPSILON = 1e-6  # fair shares are fractional: compare with a little slack
+
+
+class Ledger:
+    """GPUs held per queue, org and (queue, casefolded GPU type)."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.held = {name: float(state.held) for name, state in ctx.queues.items()}
+        self.by_type = {
+            (name, gpu_type): held
+            for name, state in ctx.queues.items()
+            for gpu_type, held in state.held_by_type.items()
+        }
+        self.gpu_types = {
+            GpuRef(n.name, g.index): g.gpu_type.casefold()
+            for n in ctx.snapshot.nodes
+            for g in n.gpus
+        }
+        self.types_of: dict[int, Counter[str]] = {}  # by attempt id; shared by copies
+
+    def copy(self) -> Ledger:
+        clone = object.__new__(Ledger)
+        clone.ctx, clone.gpu_types, clone.types_of = self.ctx, self.gpu_types, self.types_of
+        clone.held, clone.by_type = dict(self.held), dict(self.by_type)
+        return clone
+
+    def org(self, queue: str) -> str | None:
+        """The queue's org, if the snapshot lists it."""
+        parent = self.ctx.queue(queue).view.parent
+        return parent if parent is not None and parent in self.ctx.queues else None
+
+    def over_share(self, queue: str) -> float:
+        return self.held.get(queue, 0.0) - self.ctx.queue(queue).fair_share
+
+    def owed(self, job: PendingJob) -> bool:
+        """Whether ``job``'s queue stays within what it may reclaim once the job runs:
+        ``min(guarantee, fair share)`` of the queue, or of its org (the queue staying
+        within its fair share), and the guarantee of the type the job asks for."""
+        gpus, state = job.request.total_gpus, self.ctx.queue(job.queue)
+        if gpus <= 0:
+            return False
+        after = self.held.get(job.queue, 0.0) + gpus
+        owed = after <= min(guarantee(state.view), state.fair_share) + EPSILON
+        org = self.org(job.queue)
+        if not owed and org is not None:
+            org_state = self.ctx.queues[org]
+            org_after = self.held.get(org, 0.0) + gpus
+            org_bound = min(guarantee(org_state.view), org_state.fair_share)
+            owed = org_after <= org_bound + EPSILON and after <= state.fair_share + EPSILON
+        quota = type_quota(state.view, job.request.gpu_type)
+        if owed and quota is not None:
+            held = self.by_type.get((job.queue, quota.gpu_type.casefold()), 0)
+            owed = held + gpus <= quota.guaranteed_gpus
+        return owed
+
+    def keeps_guarantees(self, running: RunningJob, taker: str) -> bool:
+        """Whether losing ``running`` leaves its queue, org and types their guarantees.
+
+        The org is not checked when ``taker`` (the queue getting the GPUs) is in it.
+        """
+        queue, gpus = running.queue, len(running.gpus)
+        view = self.ctx.queue(queue).view
+        if self.held.get(queue, 0.0) - gpus < guarantee(view):
+            return False
+        org = self.org(queue)
+        if org is not None and org != self.org(taker):
+            org_view = self.ctx.queues[org].view
+            if self.held.get(org, 0.0) - gpus < guarantee(org_view):
+                return False
+        for gpu_type, count in self._types(running).items():
+            quota = type_quota(view, gpu_type)
+            held = self.by_type.get((queue, gpu_type), 0)
+            if quota is not None and held - count < quota.guaranteed_gpus:
+                return False
+        return True
+
+    def release(self, running: RunningJob) -> None:
+        self._add(running.queue, -1, len(running.gpus), self._types(running))
+
+    def charge(self, job: PendingJob) -> None:
+        gpus, gpu_type = job.request.total_gpus, job.request.gpu_type
+        self._add(job.queue, 1, gpus, Counter({gpu_type.casefold(): gpus} if gpu_type else {}))
+
+    def _add(self, queue: str, sign: int, gpus: int, types: Counter[str]) -> None:
+        org = self.org(queue)
+        for name in (queue,) if org is None else (queue, org):
+            self.held[name] = self.held.get(name, 0.0) + sign * gpus
+            for gpu_type, count in types.items():
+                key = (name, gpu_type)
+                self.by_type[key] = self.by_type.get(key, 0) + sign * count
+
+    def _types(self, running: RunningJob) -> Counter[str]:
+        types = self.types_of.get(running.attempt_id)
+        if types is None:
+            types = Counter(t for ref in running.gpus if (t := self.gpu_types.get(ref)) is not None)
+            self.types_of[running.attempt_id] = types
+        return types
+
+
+class Occupancy:
+    """Per up node: free and held GPU indices (see the module docstring)."""
+
+    def __init__(self, ctx: Context, placements: Iterable[Placement]) -> None:
+        up = [n for n in ctx.snapshot.nodes if n.schedulable]
+        self.views: dict[str, NodeView] = {n.name: n for n in up}
+        self.gpus: dict[GpuRef, GpuView] = {GpuRef(n.name, g.index): g for n in up for g in n.gpus}
+        self.free = {n.name: {g.index for g in n.free_gpus()} for n in up}
+        self.held = {n.name: {g.index for g in n.gpus if g.allocated_to is not None} for n in up}
+        self._matches: dict[tuple[str, str | None, int | None], frozenset[int]] = {}
+        for running in ctx.snapshot.running:
+            if running.stopping:
+                self.release(running.gpus)
+        for placement in placements:
+            self.take(placement.gpus)
+
+    def take(self, gpus: Iterable[GpuRef]) -> None:
+        for ref in gpus:
+            if ref.node in self.views:
+                self.free[ref.node].discard(ref.index)
+                self.held[ref.node].add(ref.index)
+
+    def release(self, gpus: Iterable[GpuRef]) -> None:
+        for ref in gpus:
+            gpu = self.gpus.get(ref)
+            if gpu is not None and ref.index in self.held[ref.node]:
+                self.held[ref.node].discard(ref.index)
+                if gpu.healthy:
+                    self.free[ref.node].add(ref.index)
+
+    def usable(
+        self, node: str, request: ResourceRequest, released: Iterable[GpuRef], off: set[GpuRef]
+    ) -> int:
+        """How many GPUs of ``node`` matching ``request`` are free once ``released`` are,
+        leaving out those in ``off`` (reserved for others)."""
+        if node not in self.views:
+            return 0
+        matching = self._matching(node, request)
+        indices = (self.free[node] | {ref.index for ref in released if ref.node == node}) & matching
+        return sum(1 for i in indices if GpuRef(node, i) not in off) if off else len(indices)
+
+    def idle_once(self, node: str, released: Iterable[GpuRef]) -> bool:
+        """Whether ``node`` has no held GPU once ``released`` are free."""
+        held = self.held.get(node)
+        return held is not None and held <= {ref.index for ref in released if ref.node == node}
+
+    def _matching(self, node: str, request: ResourceRequest) -> frozenset[int]:
+        """The node's healthy GPUs that match the request (cached per request shape)."""
+        key = (node, request.gpu_type, request.gpu_memory_mib)
+        found = self._matches.get(key)
+        if found is None:
+            gpus = self.views[node].gpus
+            found = frozenset(g.index for g in gpus if g.healthy and gpu_matches(request, g))
+            self._matches[key] = found
+        return found

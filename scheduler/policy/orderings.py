@@ -1,0 +1,250 @@
+"""Orderings over a ``Context``: in which order the decision pass considers pending jobs.
+
+Invariant: an ordering returns every pending job of the snapshot exactly once (a
+permutation; jobs in backoff included: the pass gives them their wait) and is
+deterministic: equal snapshots give equal orders, so the simulator can replay a cycle.
+No ordering mutates the context: progressive fills charge local copies.
+
+- ``fair_share`` (default): a progressive fill by deficit. Repeatedly the queue with the
+  largest ``(fair_share - held) / weight`` gives its next job, whose GPUs are charged to
+  it as if placed; ties go to the smaller decayed usage, then the queue name. With orgs
+  the org's deficit picks first, then its children's. Inside a queue: higher priority,
+  then least attained GPU-service (Tiresias 2D-LAS), then earlier submission, then id.
+- ``fifo``: submit time, then id (no priority).
+- ``las``: Tiresias discretised 2D-LAS: bands by attained GPU-seconds, FIFO in a band.
+- ``drf``: dominant resource fairness, progressive like ``fair_share``.
+- ``multifactor``: a Slurm-like weighted sum of age, fair-share, size and priority.
+
+Example (``fair_share``): 12 GPUs; A (weight 2) and B (weight 1) each have twelve
+1-GPU jobs and hold nothing: shares 8 and 4, so normalised deficits 4 and 4. Tie: A (name).
+A is charged 1 GPU: A 3.5, B 4 -> B; then A 3.5, B 3 -> A; A 3, B 3 -> A ... The order
+goes A B A A B A A B ...: two of A's GPUs for each of B's, as their weights.
+
+Cost: sorting the jobs inside their queues, then merging the Q queues: O(J log Q) for
+J jobs (see "progressive fill" below): 50,000 jobs order in tens of milliseconds.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_right
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from itertools import accumulate
+from operator import attrgetter
+
+from scheduler.domain.snapshot import PendingJob
+from scheduler.policy.context import Context, QueueState
+from scheduler.policy.fairshare import MIN_WEIGHT
+
+
+def fair_share(ctx: Context) -> list[PendingJob]:
+    """Queues by normalised deficit (progressive fill), jobs by priority then 2D-LAS."""
+    return _progressive(ctx, _by_las_in_queue, _deficit_score)
+
+
+def drf(ctx: Context) -> list[PendingJob]:
+    """Dominant resource fairness, progressive: the queue of least dominant share first.
+
+    DRF compares each queue's largest share of any resource; the snapshot carries only
+    GPUs, so the dominant share is ``held GPUs / capacity``, divided by the weight
+    (weighted DRF): DRF reduces to "least GPUs held per weight", without the guarantees
+    and demand caps of ``fair_share``. Ties: decayed usage, then name. Orgs are served
+    like in ``fair_share`` (hierarchical). Inside a queue: priority, then FIFO.
+    """
+    return _progressive(ctx, _by_priority_fifo, _dominant_share_score)
+
+
+def fifo(ctx: Context) -> list[PendingJob]:
+    """Earlier ``submitted_at`` first, then lower job id; priority is ignored."""
+    return sorted(ctx.snapshot.pending, key=lambda j: (j.submitted_at, j.job_id))
+
+
+def las(ctx: Context) -> list[PendingJob]:
+    """Tiresias discretised 2D-LAS: band by attained GPU-seconds, FIFO inside a band.
+
+    Band ``k`` holds jobs that attained at least ``thresholds[k-1]`` and less than
+    ``thresholds[k]`` GPU-seconds; band 0 goes first. Example with thresholds
+    (3600, 36000): jobs that attained 0, 5000 and 3599 GPU-s fall in bands 0, 1, 0.
+    Queues and user priority are ignored (the baseline as published).
+    """
+    thresholds = ctx.params.las_thresholds_gpu_s
+    return sorted(
+        ctx.snapshot.pending,
+        key=lambda j: (bisect_right(thresholds, j.attained_gpu_s), j.submitted_at, j.job_id),
+    )
+
+
+@dataclass(frozen=True)
+class MultifactorWeights:
+    """Weights of the ``multifactor`` factors, each factor normalised to [0, 1].
+
+    Like a Slurm site's ``PriorityWeight*``: priority dominates, then fair-share, then
+    age, then size. Age saturates at ``max_age_s`` (Slurm's ``PriorityMaxAge``: 7 days).
+    """
+
+    priority: float = 4_000.0
+    fair_share: float = 2_000.0
+    age: float = 1_000.0
+    job_size: float = 500.0
+    max_age_s: float = 7 * 86_400.0
+
+
+MULTIFACTOR_WEIGHTS = MultifactorWeights()
+
+
+def multifactor(ctx: Context) -> list[PendingJob]:
+    """Slurm-like multifactor priority: highest weighted sum first, then FIFO, then id.
+
+    Factors (each in [0, 1]), weighted by ``MULTIFACTOR_WEIGHTS``:
+    - priority: ``(p - lowest) / (highest - lowest)`` over the pending jobs (0 if equal);
+    - fair-share: ``2 ** (-U / S)`` (Slurm classic) with ``U`` the queue's share of all
+      decayed usage and ``S`` its share of all weight: 1 for an unused queue, 0.5 at
+      its share, toward 0 above it;
+    - age: ``(now - submitted_at) / max_age_s``, at most 1;
+    - job size: the job's GPUs over the capacity, at most 1 (big jobs first, as Slurm's
+      default, so they do not starve).
+    Example: two jobs of equal priority and age in queues of equal weight, one with no
+    usage (factor 1) and one holding all of it (U = 1, S = 0.5: factor 0.25): the
+    first scores 2000 * 0.75 = 1500 more.
+    """
+    weights = MULTIFACTOR_WEIGHTS
+    score = _multifactor_score(ctx, weights)
+    return sorted(ctx.snapshot.pending, key=lambda j: (-score(j), j.submitted_at, j.job_id))
+
+
+def _multifactor_score(ctx: Context, w: MultifactorWeights) -> Callable[[PendingJob], float]:
+    pending = ctx.snapshot.pending
+    lowest = min((j.priority for j in pending), default=0)
+    spread = max((j.priority for j in pending), default=0) - lowest
+    fs = _fair_share_factors(ctx)
+    now, capacity = ctx.snapshot.now, max(ctx.capacity, 1)
+
+    def score(job: PendingJob) -> float:
+        priority = (job.priority - lowest) / spread if spread else 0.0
+        age = min(1.0, max(0.0, now - job.submitted_at) / w.max_age_s)
+        size = min(1.0, job.request.total_gpus / capacity)
+        return (
+            w.priority * priority + w.fair_share * fs[job.queue] + w.age * age + w.job_size * size
+        )
+
+    return score
+
+
+def _fair_share_factors(ctx: Context) -> dict[str, float]:
+    """``2 ** (-U / S)`` per leaf queue with pending jobs (see ``multifactor``)."""
+    leaves = {j.queue for j in ctx.snapshot.pending}
+    states = [ctx.queue(name) for name in sorted(leaves)]
+    total_usage = sum(max(0.0, s.view.usage_gpu_s) for s in states)
+    total_weight = sum(max(s.view.weight, MIN_WEIGHT) for s in states)
+    factors = {}
+    for state in states:
+        usage = max(0.0, state.view.usage_gpu_s) / total_usage if total_usage else 0.0
+        share = max(state.view.weight, MIN_WEIGHT) / total_weight
+        factors[state.view.name] = math.pow(2.0, -usage / share)
+    return factors
+
+
+# --- progressive fill (fair_share, drf) -------------------------------------------
+#
+# A lane is a queue (or an org) with its jobs in service order. Its key when its next
+# job is at its head is ``(held - base) / scale`` with ``held`` what it holds so far:
+# nondecreasing along the lane. Picking the smallest head key, charging, repeating (a
+# heap merge) is therefore the same as one stable sort of all jobs by that key, lanes
+# laid out by (usage, name): ties resolve exactly as the heap would. Timsort merges the
+# Q pre-sorted runs in O(J log Q), in C, which is faster than a heap loop in Python.
+
+
+@dataclass(frozen=True)
+class _Lane:
+    """A queue or org during a progressive fill: key of its k-th job is
+    ``(held + GPUs of its first k jobs - base) / scale``."""
+
+    name: str
+    usage: float
+    held: float
+    base: float
+    scale: float
+    jobs: list[PendingJob]
+    gpus: list[int]  # GPUs of each job, in step with ``jobs``
+
+
+LaneScore = Callable[[QueueState, Context], tuple[float, float]]  # (base, scale)
+
+
+def _deficit_score(state: QueueState, ctx: Context) -> tuple[float, float]:
+    return state.fair_share, max(state.view.weight, MIN_WEIGHT)  # -(share - held) / w
+
+
+def _dominant_share_score(state: QueueState, ctx: Context) -> tuple[float, float]:
+    return 0.0, max(ctx.capacity, 1) * max(state.view.weight, MIN_WEIGHT)  # held / (C w)
+
+
+def _by_las_in_queue(jobs: list[PendingJob]) -> None:
+    """Sort in place: higher priority, less attained service, earlier, lower id."""
+    jobs.sort(key=attrgetter("job_id"))
+    jobs.sort(key=attrgetter("submitted_at"))
+    jobs.sort(key=attrgetter("attained_gpu_s"))
+    jobs.sort(key=attrgetter("priority"), reverse=True)  # stable, like the others
+
+
+def _by_priority_fifo(jobs: list[PendingJob]) -> None:
+    """Sort in place: higher priority, earlier, lower id."""
+    jobs.sort(key=attrgetter("job_id"))
+    jobs.sort(key=attrgetter("submitted_at"))
+    jobs.sort(key=attrgetter("priority"), reverse=True)
+
+
+def _progressive(
+    ctx: Context, sort_jobs: Callable[[list[PendingJob]], None], score: LaneScore
+) -> list[PendingJob]:
+    """The jobs in progressive-fill order (see the module docstring and above)."""
+    jobs = list(ctx.snapshot.pending)
+    sort_jobs(jobs)  # once for all queues; grouping keeps the order
+    by_queue: dict[str, tuple[list[PendingJob], list[int]]] = {}
+    for job in jobs:
+        queue_jobs, queue_gpus = by_queue.setdefault(job.queue, ([], []))
+        queue_jobs.append(job)
+        queue_gpus.append(job.request.gpus * job.request.nodes)
+    top: list[_Lane] = []
+    members: dict[str, list[_Lane]] = {}
+    for name, run in by_queue.items():
+        state = ctx.queue(name)
+        lane = _lane(state, run, ctx, score)
+        parent = state.view.parent
+        if parent is not None and parent in ctx.queues and parent not in by_queue:
+            members.setdefault(parent, []).append(lane)
+        else:  # a standalone queue (or an org with jobs of its own: served as a leaf)
+            top.append(lane)
+    for org, children in members.items():
+        state = ctx.queues[org]
+        usage = max(state.view.usage_gpu_s, sum(c.usage for c in children))
+        top.append(_lane(state, _merge(children), ctx, score, usage))
+    return _merge(top)[0]
+
+
+def _lane(
+    state: QueueState,
+    run: tuple[list[PendingJob], list[int]],
+    ctx: Context,
+    score: LaneScore,
+    usage: float | None = None,
+) -> _Lane:
+    base, scale = score(state, ctx)
+    usage = state.view.usage_gpu_s if usage is None else usage
+    return _Lane(state.view.name, usage, float(state.held), base, scale, *run)
+
+
+def _merge(lanes: Sequence[_Lane]) -> tuple[list[PendingJob], list[int]]:
+    """All jobs of ``lanes`` (and their GPUs) by head key, lane (usage, name), position."""
+    jobs: list[PendingJob] = []
+    gpus: list[int] = []
+    keys: list[float] = []
+    for lane in sorted(lanes, key=lambda lane: (lane.usage, lane.name)):
+        base, scale = lane.base, lane.scale
+        held = accumulate(lane.gpus, initial=lane.held)  # before each job, and after all
+        keys.extend([(h - base) / scale for h in held][:-1])
+        jobs.extend(lane.jobs)
+        gpus.extend(lane.gpus)
+    order = sorted(range(len(jobs)), key=keys.__getitem__)  # stable
+    return [jobs[i] for i in order], [gpus[i] for i in order]

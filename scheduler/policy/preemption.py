@@ -1,0 +1,345 @@
+"""Preemption: which running attempts to stop so that owed GPUs return to their queue.
+
+``reclaim`` (the default) works one waiting job at a time, in the order of the waits:
+
+1. **Guarantees.** A job waiting for GPUs (INSUFFICIENT_GPUS or RESERVED, never backoff
+   or quota) whose queue is owed them: after placing it the queue holds no more than
+   ``min(guarantee, fair share)`` (or, for a queue of an org, the org no more than its
+   own, and the queue no more than its fair share); a job asking for a GPU type with a
+   type guarantee must also stay within it. Victims run on borrowed GPUs: their queue
+   holds more than its guarantee and does not drop below it (nor its org, nor any of
+   its type guarantees) by losing them.
+2. **Reservations due.** A reservation of the backfill pass (``ctx.extra["reservations"]``)
+   whose ``reserved_at <= now``: its occupiers may be stopped if their queue is at or
+   above its fair share (and keeps its guarantees).
+
+Never a victim: a non-preemptible attempt, one younger than ``params.min_runtime_s``,
+one already ``stopping``, one chosen for an earlier job of this cycle. Victims are
+walked in this order: the queue most over its fair share (``held - fair_share``, again
+after every pick) first, then lower priority, then least work lost (GPU-seconds since
+its last checkpoint, or since it started), then attempt id. As soon as the victims
+picked on some node would leave the job enough GPUs there (or enough idle nodes, for a
+multi-node job), a what-if placement on a copy of the pool (``ctx.extra["pool"]``, its
+placements taken; reservations of other jobs it may not use withheld) checks it fits;
+the victims kept are those on the placement's nodes, less any it does not need. So the
+job lands where the most preferable victims suffice. If all eligible victims would not
+do, nothing is stopped for that job. GPUs of attempts already stopping count as free,
+so a job whose victims are on their way out causes no new preemption.
+
+Invariant (no preemption cycles): a queue reclaims only up to its guarantee and fair
+share, and a victim's queue keeps at least its guarantee, so no victim's queue can
+in turn reclaim from the queue that just got its GPUs back.
+
+Example: 8 GPUs on one node. ``prod`` (guarantee 4) waits with a 4-GPU job; ``research``
+(guarantee 0) holds all 8 with four 2-GPU jobs. Shares: prod 4, research 4. The two
+research jobs with the least work since their checkpoint are stopped, each "preempted
+to return queue prod its guarantee of 4 GPUs for job 42".
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol, cast
+
+from scheduler.domain.decisions import Decisions, Placement, Preemption, WaitReason
+from scheduler.domain.snapshot import GpuRef, PendingJob, RunningJob
+from scheduler.policy.context import Context, Place, Pool
+from scheduler.policy.fairshare import guarantee
+from scheduler.policy.holdings import EPSILON, Ledger, Occupancy
+from scheduler.policy.pool import FreePool
+
+RECLAIMABLE_WAITS = frozenset({WaitReason.INSUFFICIENT_GPUS, WaitReason.RESERVED})
+
+
+class Reservation(Protocol):
+    """What reclaim reads of a reservation in ``ctx.extra["reservations"]``."""
+
+    @property
+    def job_id(self) -> int: ...
+    @property
+    def gpus(self) -> Sequence[GpuRef]: ...
+    @property
+    def reserved_at(self) -> float: ...
+
+
+def reclaim(ctx: Context, decisions: Decisions, place: Place) -> tuple[Preemption, ...]:
+    """Preemptions that return guarantees and due reservations (see the module)."""
+    pending = {job.job_id: job for job in ctx.snapshot.pending}
+    reservations = list(cast("Iterable[Reservation]", ctx.extra.get("reservations") or ()))
+    run = _Run(ctx, decisions, place, reservations)
+    waits = {w.job_id: w.reason for w in decisions.waits}
+    for wait in decisions.waits:
+        job = pending.get(wait.job_id)
+        if job is not None and wait.reason in RECLAIMABLE_WAITS and run.ledger.owed(job):
+            run.reclaim_for(job)
+    for reservation in reservations:
+        job = pending.get(reservation.job_id)
+        due = reservation.reserved_at <= ctx.snapshot.now
+        if due and job is not None and waits.get(job.job_id) in RECLAIMABLE_WAITS:
+            run.free_reservation(job, reservation)
+    return tuple(run.preemptions)
+
+
+def _future_pool(ctx: Context, decisions: Decisions) -> Pool:
+    """Free GPUs after this pass's placements, plus those of attempts already stopping.
+
+    The pass's pool (``ctx.extra["pool"]``) when it left one, else one rebuilt from the
+    snapshot with the placements taken.
+    """
+    pool = cast("Pool | None", ctx.extra.get("pool"))
+    if pool is not None:
+        future = pool.copy()
+    else:
+        future = FreePool(ctx.snapshot.nodes)
+        for placement in decisions.placements:
+            future.take(placement)
+    allocated = _allocated(ctx)
+    for running in ctx.snapshot.running:
+        if running.stopping:
+            future.release(ref for ref in running.gpus if ref in allocated)
+    return future
+
+
+def _allocated(ctx: Context) -> set[GpuRef]:
+    """The GPUs the snapshot shows allocated: the only ones a what-if may release."""
+    return {
+        GpuRef(n.name, g.index)
+        for n in ctx.snapshot.nodes
+        for g in n.gpus
+        if g.allocated_to is not None
+    }
+
+
+@dataclass(frozen=True)
+class _Victim:
+    running: RunningJob
+    key: tuple[float, float, int]  # lower priority, less work lost, lower attempt id
+
+
+def _eligible_victims(ctx: Context) -> dict[str, list[_Victim]]:
+    """Preemptible, settled, not stopping attempts with GPUs, by queue, in victim order.
+
+    An attempt whose GPUs the snapshot does not show allocated is left alone (a stale
+    view: releasing them in a what-if would free GPUs that are not its).
+    """
+    now, min_runtime_s = ctx.snapshot.now, ctx.params.min_runtime_s
+    allocated = _allocated(ctx)
+    by_queue: dict[str, list[_Victim]] = {}
+    for running in ctx.snapshot.running:
+        if running.stopping or not running.preemptible or not running.gpus:
+            continue
+        if not allocated.issuperset(running.gpus):
+            continue
+        if now - running.started_at < min_runtime_s:
+            continue
+        since = max(running.started_at, running.last_checkpoint_at or running.started_at)
+        lost_gpu_s = max(0.0, now - since) * len(running.gpus)
+        key = (float(running.priority), lost_gpu_s, running.attempt_id)
+        by_queue.setdefault(running.queue, []).append(_Victim(running, key))
+    for victims in by_queue.values():
+        victims.sort(key=lambda v: v.key)
+    return by_queue
+
+
+CanGive = Callable[[Ledger, RunningJob], bool]
+
+
+class _Run:
+    """One ``reclaim``: the ledger, the future pool, the victims not used yet."""
+
+    def __init__(
+        self, ctx: Context, decisions: Decisions, place: Place, reservations: list[Reservation]
+    ) -> None:
+        self.ctx, self.place, self.reservations = ctx, place, reservations
+        self.future = _future_pool(ctx, decisions)
+        self.occupancy = Occupancy(ctx, decisions.placements)
+        self.ledger = Ledger(ctx)
+        self.victims = _eligible_victims(ctx)
+        self.preemptions: list[Preemption] = []
+        self.booked: set[int] = set()  # jobs given GPUs in the future pool
+        self.gone: set[int] = set()  # attempts chosen as victims: not chosen again
+
+    def reclaim_for(self, job: PendingJob) -> None:
+        def can_give(ledger: Ledger, running: RunningJob) -> bool:
+            return running.queue != job.queue and ledger.keeps_guarantees(running, job.queue)
+
+        owed = guarantee(self.ctx.queue(job.queue).view)
+        why = f"to return queue {job.queue} its guarantee of {owed} GPUs for job {job.job_id}"
+        self._free_for(job, self.victims, can_give, why)
+
+    def free_reservation(self, job: PendingJob, reservation: Reservation) -> None:
+        def can_give(ledger: Ledger, running: RunningJob) -> bool:
+            at_share = ledger.over_share(running.queue) >= -EPSILON
+            return at_share and ledger.keeps_guarantees(running, job.queue)
+
+        reserved = set(reservation.gpus)
+        occupiers = {
+            queue: [v for v in victims if reserved.intersection(v.running.gpus)]
+            for queue, victims in self.victims.items()
+        }
+        why = f"to free the GPUs reserved for job {job.job_id}, due now"
+        self._free_for(job, occupiers, can_give, why)
+
+    def _free_for(
+        self, job: PendingJob, candidates: dict[str, list[_Victim]], can_give: CanGive, why: str
+    ) -> None:
+        """Stop the fewest preferred victims that make ``job`` fit, or nothing."""
+        if job.job_id in self.booked:
+            return
+        off = self._forbidden(job)
+        placement = self.what_if(job, [], off)
+        if placement is not None:  # it fits once the stopping attempts are gone
+            self._commit(job, [], placement, self.ledger)
+            return
+        found = _Search(self, job, off, candidates, can_give).run()
+        if found is None:
+            return
+        victims, placement = found
+        self._commit(job, victims, placement, self.ledger.copy())
+        for running in victims:
+            message = f"preempted {why}"
+            self.preemptions.append(Preemption(running.attempt_id, running.job_id, message))
+        self.gone.update(running.attempt_id for running in victims)
+
+    def what_if(
+        self, job: PendingJob, victims: Sequence[RunningJob], off: set[GpuRef]
+    ) -> Placement | None:
+        """Where ``job`` would go once ``victims`` are gone, ``off`` GPUs withheld."""
+        if not victims and not off:  # a placement only reads its pool: no copy needed
+            return self.place(job, self.future)
+        pool = self._released(victims)
+        if off:
+            pool.withhold(off)
+        return self.place(job, pool)
+
+    def _forbidden(self, job: PendingJob) -> set[GpuRef]:
+        """GPUs reserved for other jobs that ``job`` may not take: those of reservations
+        due now, and, as in the pass, those it would not leave in time (a preemptible job
+        may use any that are not due)."""
+        now = self.ctx.snapshot.now
+        ends = math.inf if job.time_limit_s is None else now + job.time_limit_s
+        forbidden: set[GpuRef] = set()
+        for reservation in self.reservations:
+            at = reservation.reserved_at
+            if reservation.job_id == job.job_id:
+                continue
+            if at <= now or not (job.preemptible or (not math.isinf(at) and ends <= at)):
+                forbidden.update(reservation.gpus)
+        return forbidden
+
+    def _released(self, victims: Sequence[RunningJob]) -> Pool:
+        pool = self.future.copy()
+        for running in victims:
+            pool.release(running.gpus)
+        return pool
+
+    def _commit(
+        self, job: PendingJob, victims: Sequence[RunningJob], placement: Placement, ledger: Ledger
+    ) -> None:
+        """Book the job's what-if placement: pool, node occupancy and queue ledger."""
+        pool = self._released(victims)
+        pool.take(placement)
+        for running in victims:
+            ledger.release(running)
+            self.occupancy.release(running.gpus)
+        ledger.charge(job)
+        self.occupancy.take(placement.gpus)
+        self.future, self.ledger = pool, ledger
+        self.booked.add(job.job_id)
+
+
+class _Search:
+    """Victims for one job: walk them in preference order (the queue most over its share
+    first, re-ranked after every pick), and try a what-if placement only when the node
+    occupancy says the job may fit: a node with enough GPUs, or enough idle nodes."""
+
+    def __init__(
+        self,
+        run: _Run,
+        job: PendingJob,
+        off: set[GpuRef],
+        candidates: dict[str, list[_Victim]],
+        can_give: CanGive,
+    ) -> None:
+        self.state, self.job, self.off, self.can_give = run, job, off, can_give
+        self.trial = run.ledger.copy()
+        self.left = {queue: iter(victims) for queue, victims in candidates.items() if victims}
+        self.heap = [(-self.trial.over_share(queue), queue) for queue in self.left]
+        heapq.heapify(self.heap)
+        self.on_node: dict[str, list[RunningJob]] = {}  # chosen victims by node
+        self.ready: set[str] = set()  # nodes idle once their victims go (multi-node jobs)
+        request = job.request
+        self.idle_now = 0
+        if request.nodes > 1:
+            occupancy = run.occupancy
+            self.idle_now = sum(
+                1
+                for node in occupancy.views
+                if occupancy.idle_once(node, ())
+                and occupancy.usable(node, request, (), off) >= request.gpus
+            )
+
+    def run(self) -> tuple[list[RunningJob], Placement] | None:
+        """The victims (fewest needed, in the order chosen) and the job's placement."""
+        while (running := self._next()) is not None:
+            nodes = sorted({ref.node for ref in running.gpus})
+            for node in nodes:
+                self.on_node.setdefault(node, []).append(running)
+            victims = self._enough(nodes)
+            if victims is None:
+                continue
+            placement = self.state.what_if(self.job, victims, self.off)
+            if placement is not None:
+                return self._prune(victims, placement)
+        return None
+
+    def _next(self) -> RunningJob | None:
+        """The next victim that may go, or None; its queue re-ranked by its new share."""
+        gone = self.state.gone
+        while self.heap:
+            _, queue = heapq.heappop(self.heap)
+            for victim in self.left[queue]:  # held only falls in a walk: a no stays a no
+                running = victim.running
+                if running.attempt_id not in gone and self.can_give(self.trial, running):
+                    self.trial.release(running)
+                    heapq.heappush(self.heap, (-self.trial.over_share(queue), queue))
+                    return running
+        return None
+
+    def _enough(self, nodes: Sequence[str]) -> list[RunningJob] | None:
+        """The victims to try, if the nodes just touched may now hold the job."""
+        request, occupancy = self.job.request, self.state.occupancy
+        if request.nodes <= 1:
+            for node in nodes:
+                released = [ref for r in self.on_node[node] for ref in r.gpus]
+                if occupancy.usable(node, request, released, self.off) >= request.gpus:
+                    return list(self.on_node[node])
+            return None
+        for node in nodes:
+            released = [ref for r in self.on_node[node] for ref in r.gpus]
+            idle = occupancy.idle_once(node, released)
+            if idle and occupancy.usable(node, request, released, self.off) >= request.gpus:
+                self.ready.add(node)
+        if self.idle_now + len(self.ready) < request.nodes:
+            return None
+        victims = {r.attempt_id: r for node in sorted(self.ready) for r in self.on_node[node]}
+        return list(victims.values())
+
+    def _prune(
+        self, victims: list[RunningJob], placement: Placement
+    ) -> tuple[list[RunningJob], Placement]:
+        """Drop victims off the placement's nodes, then any the fit does not need."""
+        used = set(placement.nodes)
+        kept = [r for r in victims if used.intersection(ref.node for ref in r.gpus)]
+        found = self.state.what_if(self.job, kept, self.off)
+        if found is None:  # the placement moved: keep what made it fit
+            kept, found = victims, placement
+        for running in reversed(list(kept)):
+            rest = [r for r in kept if r is not running]
+            fewer = self.state.what_if(self.job, rest, self.off)
+            if fewer is not None:
+                kept, found = rest, fewer
+        return kept, found

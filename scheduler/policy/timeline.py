@@ -1,0 +1,203 @@
+"""When GPUs free up: the what-if behind the backfill pass's reservations.
+
+Invariant: for every GPU of every up node the timeline holds the time by which it is
+free at the latest, from the snapshot and the pass so far: ``now`` when it is free or
+its attempt is stopping; ``max(now, ends_by)`` for an attempt with a time limit; ``inf``
+for one without (it never ends by itself). A placement of this pass holds its GPUs
+until ``now + time_limit_s``. With ``params.reserve_preemptible_gpus``, a preemptible
+running attempt's GPUs count as free from ``max(now, started_at + min_runtime_s)`` when that is
+sooner: the preemption piece may stop it from then on. Reserved GPUs leave the
+timeline (``block``), so the reservations of a pass are disjoint.
+
+``earliest(request)``: for one node, the node whose ``gpus``-th soonest matching
+healthy GPU frees first (ties: node order, GPU count then name), and those GPUs; for
+several nodes, whole nodes (all their GPUs), each free when its last allocated GPU is,
+the ``nodes`` soonest ones.
+
+Example (now = 0): node ``a`` (8 GPUs): 0-3 free, 4-5 held by a job that ends at 600,
+6-7 by a job without a time limit. 6 GPUs: a's 6th soonest GPU frees at 600 ->
+``a:0-5`` at 600. 8 GPUs: ``a:0-7`` at inf ("until running jobs end").
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from heapq import nsmallest
+
+from scheduler.domain.decisions import Placement
+from scheduler.domain.snapshot import (
+    GpuRef,
+    NodeView,
+    PendingJob,
+    ResourceRequest,
+    RunningJob,
+    Snapshot,
+)
+from scheduler.policy.context import PolicyParams
+from scheduler.policy.pool import Match, match_of
+
+INF = math.inf
+
+
+Kind = tuple[str, int]  # a GPU's casefolded type and memory
+
+
+@dataclass(slots=True)
+class _Node:
+    view: NodeView
+    free_at: dict[int, float]  # GPU index -> when it is free at the latest
+    usable: dict[int, Kind]  # healthy GPUs that no reservation holds
+    holders: dict[int, RunningJob]  # GPU index -> the running attempt that holds it
+    reserved: bool = False  # some of its GPUs are reserved: never whole for another job
+    times: dict[Match, tuple[float, ...]] = field(default_factory=dict)
+
+    def soonest(self, key: Match, kinds: frozenset[Kind]) -> tuple[float, ...]:
+        """When its usable GPUs of these kinds free up, soonest first (a tuple of floats:
+        the garbage collector stops following it, a thousand nodes' worth cost nothing)."""
+        found = self.times.get(key)
+        if found is None:
+            free_at = self.free_at
+            found = tuple(sorted(free_at[i] for i, kind in self.usable.items() if kind in kinds))
+            self.times[key] = found
+        return found
+
+    def first(self, kinds: frozenset[Kind], count: int) -> list[int]:
+        """The ``count`` usable GPUs of these kinds that free up first (ties: index)."""
+        return sorted(
+            (i for i, kind in self.usable.items() if kind in kinds),
+            key=lambda i: (self.free_at[i], i),
+        )[:count]
+
+    def changed(self) -> None:
+        self.times.clear()
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """Where and when a job can start at the earliest: its GPUs and their time."""
+
+    at: float  # epoch seconds; inf: only when attempts without a time limit end
+    gpus: tuple[GpuRef, ...]
+
+
+class Timeline:
+    """The GPUs of the up nodes and when each frees up (see the module)."""
+
+    def __init__(self, snapshot: Snapshot, params: PolicyParams) -> None:
+        self.now = snapshot.now
+        self._params = params
+        by_job = {running.job_id: running for running in snapshot.running}
+        self._kinds: dict[Kind, Kind] = {}
+        self._matching: dict[Match, frozenset[Kind]] = {}
+        up = sorted(
+            (n for n in snapshot.nodes if n.schedulable), key=lambda n: (len(n.gpus), n.name)
+        )
+        self._nodes = [self._node(view, by_job) for view in up]
+        self._by_name = {node.view.name: node for node in self._nodes}
+
+    def _node(self, view: NodeView, by_job: dict[int, RunningJob]) -> _Node:
+        free_at: dict[int, float] = {}
+        holders: dict[int, RunningJob] = {}
+        for gpu in view.gpus:
+            running = None if gpu.allocated_to is None else by_job.get(gpu.allocated_to)
+            if running is not None:
+                holders[gpu.index] = running
+                free_at[gpu.index] = self._free_at(running)
+            else:
+                free_at[gpu.index] = self.now if gpu.allocated_to is None else INF
+        usable = {g.index: self._kind(g.gpu_type, g.memory_mib) for g in view.gpus if g.healthy}
+        return _Node(view, free_at, usable, holders)
+
+    def _kind(self, gpu_type: str, memory_mib: int) -> Kind:
+        """The one tuple of each kind (8,000 GPUs share a handful of them)."""
+        kind = (gpu_type.casefold(), memory_mib)
+        return self._kinds.setdefault(kind, kind)
+
+    def _free_at(self, running: RunningJob) -> float:
+        if running.stopping:
+            return self.now
+        ends = running.ends_by
+        at = INF if ends is None else max(self.now, ends)
+        if running.preemptible and self._params.reserve_preemptible_gpus:
+            return min(at, max(self.now, running.started_at + self._params.min_runtime_s))
+        return at
+
+    def hold(self, placement: Placement, job: PendingJob) -> None:
+        """A placement of this pass: its GPUs are busy until the job's time limit."""
+        at = INF if job.time_limit_s is None else self.now + job.time_limit_s
+        for ref in placement.gpus:
+            node = self._by_name.get(ref.node)
+            if node is not None:
+                node.free_at[ref.index] = at
+                node.changed()
+
+    def block(self, gpus: Iterable[GpuRef]) -> None:
+        """These GPUs are reserved: no later reservation may count on them."""
+        for ref in gpus:
+            node = self._by_name.get(ref.node)
+            if node is not None:
+                node.usable.pop(ref.index, None)
+                node.reserved = True
+                node.changed()
+
+    def earliest(self, request: ResourceRequest) -> Slot | None:
+        """Where and when ``request`` can start first (see the module); None: never."""
+        if request.gpus <= 0:
+            return None
+        if request.nodes > 1:
+            return self._whole_nodes(request)
+        return self._one_node(request)
+
+    def occupiers(self, gpus: Iterable[GpuRef]) -> tuple[int, ...]:
+        """Attempt ids of the preemptible, not stopping, attempts holding any of ``gpus``."""
+        found: set[int] = set()
+        for ref in gpus:
+            node = self._by_name.get(ref.node)
+            running = None if node is None else node.holders.get(ref.index)
+            if running is not None and running.preemptible and not running.stopping:
+                found.add(running.attempt_id)
+        return tuple(sorted(found))
+
+    def _kinds_for(self, key: Match) -> frozenset[Kind]:
+        found = self._matching.get(key)
+        if found is None:
+            gpu_type, memory = key
+            found = self._matching[key] = frozenset(
+                (kind, mib)
+                for kind, mib in self._kinds
+                if (gpu_type is None or kind == gpu_type) and (memory is None or mib >= memory)
+            )
+        return found
+
+    def _one_node(self, request: ResourceRequest) -> Slot | None:
+        key, g = match_of(request), request.gpus
+        kinds = self._kinds_for(key)
+        best: tuple[float, _Node] | None = None
+        for node in self._nodes:
+            times = node.soonest(key, kinds)
+            if len(times) >= g and (best is None or times[g - 1] < best[0]):
+                best = (times[g - 1], node)
+                if best[0] <= self.now:
+                    break
+        if best is None:
+            return None
+        at, node = best
+        return Slot(at, tuple(GpuRef(node.view.name, i) for i in sorted(node.first(kinds, g))))
+
+    def _whole_nodes(self, request: ResourceRequest) -> Slot | None:
+        key, g = match_of(request), request.gpus
+        kinds = self._kinds_for(key)
+        candidates = [
+            (max(node.free_at.values(), default=self.now), order, node)
+            for order, node in enumerate(self._nodes)
+            if not node.reserved and len(node.soonest(key, kinds)) >= g
+        ]
+        if len(candidates) < request.nodes:
+            return None
+        chosen = nsmallest(request.nodes, candidates, key=lambda c: (c[0], c[1]))
+        gpus = sorted(
+            GpuRef(node.view.name, gpu.index) for _, _, node in chosen for gpu in node.view.gpus
+        )
+        return Slot(max(at for at, _, _ in chosen), tuple(gpus))
