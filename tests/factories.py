@@ -25,12 +25,13 @@ from scheduler.domain.sync import (
     AttemptState,
     GpuFacts,
     NodeFacts,
+    ProgressReport,
     SyncReply,
     SyncRequest,
 )
 from scheduler.store.agent_sync import apply_sync, desired_state
 from scheduler.store.db import Database
-from scheduler.store.jobs import insert_job
+from scheduler.store.jobs import insert_job, latest_attempt
 from scheduler.store.models import JobRow, NodeRow, QueueRow
 from scheduler.store.nodes import upsert_node
 from scheduler.store.placements import apply_decisions
@@ -41,6 +42,7 @@ A100 = "A100-80GB"
 A100_MIB = 81_920
 CHECKPOINTS = Path("/shared/checkpoints")
 RETRY = RetrySettings()  # 10 s, doubled per retry
+NODE_TIMEOUT_S = 30.0
 
 
 def at(seconds: float) -> datetime:
@@ -110,6 +112,7 @@ def report(
     stopped_by_agent: bool = False,
     log: tuple[int, bytes] = (0, b""),
     message: str = "",
+    progress: ProgressReport | None = None,
 ) -> AttemptReport:
     return AttemptReport(
         attempt_id=attempt_id,
@@ -120,6 +123,7 @@ def report(
         message=message,
         log_offset=log[0],
         log_data=log[1],
+        progress=progress,
     )
 
 
@@ -129,6 +133,7 @@ def exited(
     *,
     stopped_by_agent: bool = False,
     log: tuple[int, bytes] = (0, b""),
+    progress: ProgressReport | None = None,
 ) -> AttemptReport:
     return report(
         attempt_id,
@@ -136,16 +141,57 @@ def exited(
         exit_code=exit_code,
         stopped_by_agent=stopped_by_agent,
         log=log,
+        progress=progress,
     )
 
 
-def sync(db: Database, facts: NodeFacts, *reports: AttemptReport, now: datetime = T0) -> SyncReply:
+def launch_failed(attempt_id: int, message: str = "train.py: not found") -> AttemptReport:
+    return report(attempt_id, AttemptState.LAUNCH_FAILED, message=message)
+
+
+def sync(
+    db: Database,
+    facts: NodeFacts,
+    *reports: AttemptReport,
+    now: datetime = T0,
+    retry: RetrySettings = RETRY,
+) -> SyncReply:
     """One agent sync as the server runs it: apply, then read the desired state, one txn."""
     req = SyncRequest(node=facts, attempts=list(reports))
     with db.write() as session:
-        node, _ = apply_sync(session, req, now, RETRY)
-        return desired_state(session, node, req, CHECKPOINTS, interval_s=2.0)
+        node, _ = apply_sync(session, req, now, retry)
+        return desired_state(
+            session, node, req, CHECKPOINTS, interval_s=2.0, node_timeout_s=NODE_TIMEOUT_S
+        )
 
 
 def count(session: Session, row: type[Any], *where: Any) -> int:
     return int(session.scalar(select(func.count()).select_from(row).where(*where)) or 0)
+
+
+def register(db: Database, *nodes: NodeFacts, now: datetime = T0, **queue: Any) -> None:
+    """Queue ``default`` (with ``queue`` fields) and these nodes, by a first agent sync."""
+    with db.write() as session:
+        add_queue(session, **queue)
+    for facts in nodes:
+        sync(db, facts, now=now)
+
+
+def place_job(db: Database, job_id: int, gpus: Mapping[str, Iterable[int]], now: datetime) -> int:
+    """Place the (pending) job on ``gpus`` as a cycle would; its new attempt's id."""
+    with db.write() as session:
+        assert place(session, placement(job_id, gpus), now=now) == 1, f"job {job_id} not placed"
+        attempt = latest_attempt(session, job_id)
+        assert attempt is not None
+        return attempt.id
+
+
+def submit_and_place(
+    db: Database, gpus: Mapping[str, Iterable[int]], *, now: datetime = T0, **spec: Any
+) -> tuple[int, int]:
+    """A job asking for exactly ``gpus`` (the same count on each node), placed there a
+    second after ``now``: (job id, attempt id)."""
+    per_node = len(list(next(iter(gpus.values()))))
+    with db.write() as session:
+        job_id = add_job(session, gpus=per_node, nodes=len(gpus), now=now, **spec).id
+    return job_id, place_job(db, job_id, gpus, now + timedelta(seconds=1))

@@ -33,6 +33,7 @@ def job_id_type() -> click.IntRange:
   corral submit -g 2 -- python train.py --lr 3e-4
   corral submit -f job.yaml --priority 10 --wait
   corral submit -q research -e SEED=1 -- 'echo hi && sleep 1'
+  corral submit --max-retries 3 --retry-on-exit-code 75 --signal USR1@60 -- ./train.sh
 """,
 )
 @click.option(
@@ -53,6 +54,24 @@ def job_id_type() -> click.IntRange:
 @click.option("--priority", type=int, help="-1000..1000, higher runs first [default: 0]")
 @click.option("--time-limit", metavar="DURATION", help="stop it after this long, e.g. 2h")
 @click.option("--max-retries", type=int, help="retries after failures [default: 0]")
+@click.option(
+    "--retry-on-exit-code",
+    "retry_on_exit_codes",
+    type=int,
+    multiple=True,
+    metavar="N",
+    help="retry only these exit codes (repeat) [default: any non-zero]",
+)
+@click.option(
+    "--retry-on-timeout/--no-retry-on-timeout",
+    default=None,
+    help="retry (counted) when the time limit is reached",
+)
+@click.option(
+    "--signal",
+    metavar="SIG@SECONDS",
+    help="send SIG this long before the time limit or a preemption, e.g. USR1@60",
+)
 @click.option("--preemptible/--no-preemptible", default=None, help="may be stopped and requeued")
 @click.option("--ray/--no-ray", default=None, help="start a per-job Ray cluster")
 @click.option("--grace-period", metavar="DURATION", help="SIGTERM to SIGKILL [default: 30s]")

@@ -231,6 +231,7 @@ def print_job(job: JobView, now: datetime | None = None) -> None:
         ("gpus", format_gpus(job.gpus)),
         ("retries", f"{job.retries_used} of {job.spec.get('max_retries', 0)} used"),
     ]
+    rows += _stop_rules(job.spec)
     if job.termination_reason or job.exit_code is not None:
         rows.append(("result", _joined(job.termination_reason, _exit(job.exit_code))))
     print_fields(rows)
@@ -240,9 +241,42 @@ def print_job(job: JobView, now: datetime | None = None) -> None:
         print_events(job.events)
 
 
+def _stop_rules(spec: dict[str, Any]) -> list[tuple[str, object]]:
+    """What the spec says about retries and notice, when it says more than the defaults."""
+    rows: list[tuple[str, object]] = []
+    retried = []
+    if spec.get("retry_on_exit_codes"):
+        retried.append("exit codes " + ", ".join(map(str, spec["retry_on_exit_codes"])))
+    if spec.get("retry_on_timeout"):
+        retried.append("timeout")
+    if retried:
+        rows.append(("retry on", "; ".join(retried)))
+    notice = spec.get("signal")
+    if notice:
+        name = str(notice["name"])
+        signal = f"signal {name}" if name.isdigit() else f"SIG{name}"
+        text = f"{signal} {notice['notice_s']}s before a time limit or preemption"
+        rows.append(("notice", text))
+    return rows
+
+
 def print_attempts(attempts: Sequence[AttemptView], now: datetime | None = None) -> None:
+    """One row per attempt; GPU-TIME is GPU-seconds held (as a duration), RESUMED the
+    checkpoint it started from, AT RISK what stopping it now would lose."""
     grid = table(
-        "#", "STATUS", "NODES", "GPUS", "STARTED", "ENDED", "REASON", "EXIT", title="attempts"
+        "#",
+        "STATUS",
+        "NODES",
+        "GPUS",
+        "STARTED",
+        "ENDED",
+        "GPU-TIME",
+        "RESUMED",
+        "CHECKPOINT",
+        "AT RISK",
+        "REASON",
+        "EXIT",
+        title="attempts",
     )
     for attempt in attempts:
         add_row(
@@ -253,11 +287,34 @@ def print_attempts(attempts: Sequence[AttemptView], now: datetime | None = None)
             format_gpus(attempt.gpus),
             _short_time(attempt.started_at),
             _short_time(attempt.ended_at),
+            format_duration(attempt.gpu_seconds),
+            resumed_text(attempt.resumed_from_step),
+            checkpoint_text(attempt),
+            DASH
+            if attempt.work_at_risk_gpu_s is None
+            else format_duration(attempt.work_at_risk_gpu_s),
             _joined(attempt.reason, attempt.message),
             attempt.exit_code,
         )
     print_line("")
     print_table(grid)
+
+
+def resumed_text(step: int | None) -> str:
+    """The checkpoint an attempt started from: ``step 80``, ``scratch`` (0), or ``-``."""
+    if step is None:
+        return DASH
+    return "scratch" if step == 0 else f"step {step}"
+
+
+def checkpoint_text(attempt: AttemptView) -> str:
+    """Its last checkpoint: ``step 120 at 11-28 16:03:05``, either part, or ``-``."""
+    parts = []
+    if attempt.last_checkpoint_step is not None:
+        parts.append(f"step {attempt.last_checkpoint_step}")
+    if attempt.last_checkpoint_at is not None:
+        parts.append(f"at {_short_time(attempt.last_checkpoint_at)}")
+    return " ".join(parts) or DASH
 
 
 def print_events(events: Sequence[EventView]) -> None:

@@ -11,7 +11,7 @@ import click
 
 from scheduler.cli.config import CliError, cli_context
 from scheduler.domain.spec import parse_duration_s
-from scheduler.settings import PolicyParams, ServerSettings
+from scheduler.settings import PolicyParams, RetrySettings, ServerSettings
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -124,7 +124,34 @@ def database_url_for(data_dir: Path, url: str | None) -> str:
 )
 @click.option("--node-timeout-s", default=30.0, show_default=True, type=click.FloatRange(1))
 @click.option("--cycle-interval-s", default=5.0, show_default=True, type=click.FloatRange(0.05))
-@click.option("--retry-backoff-s", default=10.0, show_default=True, type=click.FloatRange(0))
+@click.option(
+    "--retry-backoff-s",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="wait before the first retry of a failed job; doubled each retry",
+)
+@click.option(
+    "--retry-backoff-max-s",
+    default=RetrySettings().backoff_max_s,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="the longest wait before a retry",
+)
+@click.option(
+    "--drain-after-failures",
+    default=RetrySettings().drain_after_failures,
+    show_default=True,
+    type=click.IntRange(0),
+    help="drain a node after this many failed attempts in a row on it (0: never)",
+)
+@click.option(
+    "--drain-after-jobs",
+    default=RetrySettings().drain_after_jobs,
+    show_default=True,
+    type=click.IntRange(1),
+    help="... if they are attempts of at least this many different jobs",
+)
 @_policy_options
 @click.option(
     "--log-level",
@@ -140,9 +167,8 @@ def server(
     checkpoint_dir: str | None,
     node_timeout_s: float,
     cycle_interval_s: float,
-    retry_backoff_s: float,
     log_level: str,
-    **policy: str | None,
+    **flags: Any,
 ) -> None:
     """Run the corral server (API, scheduling cycle, loops) until SIGINT/SIGTERM.
 
@@ -151,7 +177,6 @@ def server(
     """
     from scheduler.api.serve import serve
     from scheduler.runtime import build_policy
-    from scheduler.settings import RetrySettings
 
     logging.basicConfig(level=log_level.upper(), format=LOG_FORMAT)
     logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -164,8 +189,8 @@ def server(
         node_timeout_s=node_timeout_s,
         cycle_interval_s=cycle_interval_s,
         checkpoint_root=Path(checkpoint_dir).resolve() if checkpoint_dir else None,
-        retry=RetrySettings(backoff_base_s=retry_backoff_s),
-        **_policy_settings(policy),
+        retry=_retry_settings(flags),
+        **_policy_settings(flags),
     )
     try:
         build_policy(settings)  # an unknown name is one line here, not a traceback later
@@ -181,7 +206,18 @@ def server(
         raise
 
 
-def _policy_settings(flags: dict[str, str | None]) -> dict[str, Any]:
+def _retry_settings(flags: dict[str, Any]) -> RetrySettings:
+    """Retry backoff and bad-node draining from their flags (the rest keep defaults)."""
+    return replace(
+        RetrySettings(),
+        backoff_base_s=float(flags["retry_backoff_s"]),
+        backoff_max_s=float(flags["retry_backoff_max_s"]),
+        drain_after_failures=int(flags["drain_after_failures"]),
+        drain_after_jobs=int(flags["drain_after_jobs"]),
+    )
+
+
+def _policy_settings(flags: dict[str, Any]) -> dict[str, Any]:
     """``ServerSettings`` fields from the policy flags (names checked by ``build_policy``)."""
     params = replace(
         PolicyParams(),  # the other parameters keep their defaults

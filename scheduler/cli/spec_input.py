@@ -40,6 +40,9 @@ class SpecFlags:
     priority: int | None = None
     time_limit: str | None = None
     max_retries: int | None = None
+    retry_on_exit_codes: Sequence[int] = field(default_factory=tuple)
+    retry_on_timeout: bool | None = None
+    signal: str | None = None
     preemptible: bool | None = None
     ray: bool | None = None
     grace_period: str | None = None
@@ -106,6 +109,9 @@ def merge_flags(fields: dict[str, Any], flags: SpecFlags) -> dict[str, Any]:
         "priority": flags.priority,
         "time_limit_s": flags.time_limit,
         "max_retries": flags.max_retries,
+        "retry_on_exit_codes": list(flags.retry_on_exit_codes) or None,
+        "retry_on_timeout": flags.retry_on_timeout,
+        "signal": flags.signal,
         "preemptible": flags.preemptible,
         "ray": flags.ray,
         "grace_period_s": _grace_period(flags.grace_period),

@@ -63,6 +63,64 @@ def parse_duration_s(value: Any) -> Any:
     return sum(int(n) * _DURATION_UNITS_S[u] for n, u in parts)
 
 
+# Linux signal numbers, for a notice given by number (``"10@60"`` is ``USR1@60``).
+SIGNAL_NUMBERS = {
+    "HUP": 1, "INT": 2, "QUIT": 3, "ILL": 4, "TRAP": 5, "ABRT": 6, "BUS": 7, "FPE": 8,
+    "KILL": 9, "USR1": 10, "SEGV": 11, "USR2": 12, "PIPE": 13, "ALRM": 14, "TERM": 15,
+    "STKFLT": 16, "CHLD": 17, "CONT": 18, "STOP": 19, "TSTP": 20, "TTIN": 21, "TTOU": 22,
+    "URG": 23, "XCPU": 24, "XFSZ": 25, "VTALRM": 26, "PROF": 27, "WINCH": 28, "IO": 29,
+    "PWR": 30, "SYS": 31,
+}  # fmt: skip
+UNCATCHABLE = frozenset({"KILL", "STOP"})
+MAX_SIGNAL_NUMBER = 64  # 32..64 are the real-time signals, kept as numbers
+MAX_NOTICE_S = 3600
+EXIT_CODE_RANGE = (-128, 255)  # negative: killed by that signal (as the agent reports it)
+
+
+def parse_notice(value: Any) -> Any:
+    """Slurm's ``--signal`` form: ``"USR1@60"`` -> ``{"name": "USR1", "notice_s": 60}``.
+
+    The signal is a name (``USR1``, ``SIGUSR1``, case-insensitive) or a number 1..64; a
+    number with a name is stored as the name (``10`` -> ``USR1``). A mapping passes on.
+    """
+    if not isinstance(value, str):
+        return value
+    match = re.fullmatch(r"\s*(?:SIG)?([A-Za-z0-9]+)\s*@\s*(\d+)\s*", value, flags=re.I)
+    if not match:
+        raise ValueError(f"not a signal notice: {value!r} (use e.g. USR1@60: signal@seconds)")
+    return {"name": match.group(1), "notice_s": int(match.group(2))}
+
+
+def canonical_signal(value: str) -> str:
+    """``"sigusr1"`` -> ``"USR1"``; ``"10"`` -> ``"USR1"``; ``"40"`` -> ``"40"``."""
+    name = value.strip().upper().removeprefix("SIG")
+    if name.isdigit():
+        number = int(name)
+        if not 1 <= number <= MAX_SIGNAL_NUMBER:
+            raise ValueError(f"no signal number {number} (1..{MAX_SIGNAL_NUMBER})")
+        name = next((n for n, i in SIGNAL_NUMBERS.items() if i == number), str(number))
+    elif name not in SIGNAL_NUMBERS:
+        raise ValueError(f"unknown signal {value!r} (e.g. USR1, USR2, TERM, INT, HUP, or 1..64)")
+    if name in UNCATCHABLE:
+        raise ValueError(f"SIG{name} cannot be caught: a notice needs a signal the job can handle")
+    return name
+
+
+class Notice(BaseModel):
+    """A signal sent ``notice_s`` before the time limit or a planned preemption (Slurm's
+    ``--signal USR1@60``), so the job can checkpoint before the SIGTERM."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(description="signal name without SIG (USR1) or a number (40)")
+    notice_s: int = Field(ge=1, le=MAX_NOTICE_S, description="seconds of notice")
+
+    _name = field_validator("name")(canonical_signal)
+
+    def __str__(self) -> str:
+        return f"{self.name}@{self.notice_s}"
+
+
 MAX_SIZE_MIB = 2**40  # a pebibyte-scale ceiling: keeps sizes inside 64-bit columns
 MAX_DURATION_S = 10 * 365 * 86_400  # ten years
 SizeMiB = Annotated[int, Field(ge=1, le=MAX_SIZE_MIB)]
@@ -114,6 +172,17 @@ class JobSpec(BaseModel):
         default=None, description="stop the attempt after this long (s, or e.g. 2h)"
     )
     max_retries: int = Field(default=0, ge=0, le=100, description="retries after failures")
+    retry_on_exit_codes: list[int] | None = Field(
+        default=None,
+        max_length=64,
+        description="retry only these exit codes (None: any non-zero); 137 also matches -9",
+    )
+    retry_on_timeout: bool = Field(
+        default=False, description="retry (counted) when the time limit is reached"
+    )
+    signal: Notice | None = Field(
+        default=None, description="e.g. USR1@60: this signal 60 s before a time limit or preemption"
+    )
     preemptible: bool = Field(default=True, description="may be stopped and requeued")
     ray: bool = Field(default=False, description="start a per-job Ray cluster")
     grace_period_s: int = Field(
@@ -121,6 +190,20 @@ class JobSpec(BaseModel):
     )
 
     _duration = field_validator("time_limit_s", mode="before")(parse_duration_s)
+    _notice = field_validator("signal", mode="before")(parse_notice)
+
+    @field_validator("retry_on_exit_codes")
+    @classmethod
+    def _exit_codes(cls, codes: list[int] | None) -> list[int] | None:
+        if codes is None:
+            return None
+        low, high = EXIT_CODE_RANGE
+        for code in codes:
+            if code == 0:
+                raise ValueError("exit code 0 is a success, not a failure to retry")
+            if not low <= code <= high:
+                raise ValueError(f"exit code {code} is out of range ({low}..{high})")
+        return sorted(set(codes))
 
     @field_validator("command")
     @classmethod
@@ -153,6 +236,30 @@ class JobSpec(BaseModel):
         if self.resources.nodes > 1 and self.resources.gpus == 0:
             raise ValueError("a multi-node job must ask for GPUs on each node")
         return self
+
+    @model_validator(mode="after")
+    def _notice_before_the_limit(self) -> JobSpec:
+        limit_s, notice = self.time_limit_s, self.signal
+        if limit_s is not None and notice is not None and notice.notice_s >= limit_s:
+            raise ValueError(
+                f"signal: the notice ({notice.notice_s}s) must come before the time limit "
+                f"({limit_s}s)"
+            )
+        return self
+
+    def retries_exit_code(self, code: int | None) -> bool:
+        """Whether a failure with ``code`` may be retried (``max_retries`` aside).
+
+        None (a launch failure) matches only when no list is given; a signal death
+        ``-N`` also matches the shell's ``128 + N`` (``-9`` matches 137).
+        """
+        if self.retry_on_exit_codes is None:
+            return True
+        if code is None:
+            return False
+        return code in self.retry_on_exit_codes or (
+            code < 0 and 128 - code in self.retry_on_exit_codes
+        )
 
     def argv(self) -> list[str]:
         if isinstance(self.command, str):

@@ -52,8 +52,8 @@ TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
     S.STOPPING: frozenset(
         {
             S.CANCELLED,  # the stop for a cancel completed
-            S.PENDING,  # a preemption completed: requeued, keeping its place
-            S.FAILED,  # a time-limit stop completed, no retry left
+            S.PENDING,  # a preemption completed (requeued, keeping its place), or a retry
+            S.FAILED,  # a time-limit stop (or a gang's failure) completed, no retry left
             S.SUCCEEDED,  # the process finished on its own (exit 0) before the signal landed
         }
     ),
@@ -100,7 +100,7 @@ class Outcome(StrEnum):
     RETRY_OR_FAIL = "retry_or_fail"  # a retry if max_retries allows, else failed
     REQUEUE = "requeue"  # back to pending keeping its place; not counted as a retry
     CANCEL = "cancel"  # final
-    FAIL = "fail"  # failed, no retry
+    RETRY_IF_ASKED = "retry_if_asked"  # failed, unless the spec asks to retry it (and may)
 
 
 class TerminationReason(StrEnum):
@@ -124,7 +124,7 @@ _OUTCOMES: dict[TerminationReason, Outcome] = {
     TerminationReason.CANCELLED: Outcome.CANCEL,
     TerminationReason.PREEMPTED: Outcome.REQUEUE,
     TerminationReason.NODE_LOST: Outcome.REQUEUE,
-    TerminationReason.TIMEOUT: Outcome.FAIL,
+    TerminationReason.TIMEOUT: Outcome.RETRY_IF_ASKED,  # retry_on_timeout
 }
 
 

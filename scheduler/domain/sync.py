@@ -91,6 +91,15 @@ class AttemptState(StrEnum):
     LAUNCH_FAILED = "launch_failed"  # could not be started (bad workdir, no such command)
 
 
+class ProgressReport(_Msg):
+    """What the job's progress file says (``CORRAL_CHECKPOINT_DIR/progress.json``)."""
+
+    step: int | None = Field(default=None, ge=0, le=INT63)
+    last_checkpoint_step: int | None = Field(default=None, ge=0, le=INT63)
+    last_checkpoint_at: float | None = Field(default=None, ge=0, le=1e11, description="epoch s")
+    resumed_from_step: int | None = Field(default=None, ge=0, le=INT63)
+
+
 class AttemptReport(_Msg):
     attempt_id: int = Field(ge=1, le=INT31)
     state: AttemptState
@@ -105,6 +114,9 @@ class AttemptReport(_Msg):
     )
     log_data: bytes = Field(
         default=b"", max_length=MAX_LOG_CHUNK_BYTES, description="base64 in JSON"
+    )
+    progress: ProgressReport | None = Field(
+        default=None, description="the job's progress file, when it keeps one"
     )
 
 
@@ -133,6 +145,11 @@ class AttemptLaunch(_Reply):
     node_rank: int = 0
     num_nodes: int = 1
     ray: bool = False
+    time_limit_s: int | None = None
+    notice_signal: str | None = Field(
+        default=None, description="e.g. USR1: sent notice_s before a time limit or a preemption"
+    )
+    notice_s: int = 0
     cpus: float | None = Field(default=None, description="the job's CPUs per node, if asked")
     memory_mib: int | None = Field(default=None, description="host memory per node, if asked")
 
@@ -141,6 +158,10 @@ class AttemptStop(_Reply):
     attempt_id: int
     reason: str
     grace_period_s: int = 30
+    notice_signal: str | None = Field(
+        default=None, description="send this first and wait notice_s before SIGTERM"
+    )
+    notice_s: int = 0
 
 
 class SyncReply(_Reply):
@@ -151,3 +172,8 @@ class SyncReply(_Reply):
         default_factory=dict, description="attempt id -> bytes of its log the server holds"
     )
     sync_interval_s: float = 2.0
+    node_timeout_s: float | None = Field(
+        default=None,
+        description="the server declares the node lost after this long without a sync; an "
+        "agent that cannot reach the server for this long stops its attempts itself",
+    )

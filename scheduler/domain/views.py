@@ -44,6 +44,21 @@ class AttemptView(_View):
     exit_code: int | None = None
     message: str = ""
     log_bytes: int = 0
+    gpu_count: int = 0
+    gpu_seconds: float = Field(
+        default=0.0, description="its GPUs times the time from start to end (or now)"
+    )
+    step: int | None = Field(default=None, description="the last step its progress file told")
+    resumed_from_step: int | None = Field(
+        default=None, description="the checkpoint it resumed from (step; 0: from scratch)"
+    )
+    last_checkpoint_step: int | None = None
+    last_checkpoint_at: datetime | None = None
+    work_at_risk_gpu_s: float | None = Field(
+        default=None,
+        description="while it runs: GPU-seconds since its last checkpoint (or its start), "
+        "what a stop now would lose",
+    )
 
 
 class EventView(_View):

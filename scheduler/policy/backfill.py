@@ -83,21 +83,7 @@ def backfill(
 ) -> Decisions:
     """EASY backfill with one reservation per queue (see the module docstring)."""
     run = _Backfill(ctx, place)
-    waits = WaitList()
-    now, add = ctx.snapshot.now, waits.add
-    for job in ordered:  # the hot loop, as in ``greedy``
-        if job.not_before is not None and job.not_before > now:
-            add(job, backoff_wait(job, now))
-            continue
-        wait = admit(ctx, job)
-        if wait is not None:
-            add(job, wait)
-            continue
-        key = run.start(job, shape_of(job.request))
-        if key is None:
-            ctx.charge(job)
-        else:
-            add(job, None, key)
+    waits = run.walk(ordered, admit)
     ctx.extra["pool"] = run.free
     ctx.extra["reservations"] = list(run.reservations)
     return Decisions(placements=tuple(run.placements), waits=waits.finish(run.explain))
@@ -129,6 +115,31 @@ class _Backfill:
         self._blockers: dict[tuple[Shape, int], Reservation | None] = {}
         self._keys: dict[Hashable, int] = {}  # wait keys (see ``_key``)
 
+    def walk(self, ordered: Sequence[PendingJob], admit: Admission) -> WaitList:
+        """The pass: every job in order starts, reserves, or waits (see the module)."""
+        ctx, now, waits = self.ctx, self.now, WaitList()
+        add, failed, queues, keys = waits.add, self._failed, self._queues, self._keys
+        for job in ordered:  # the hot loop: 50,000 jobs
+            if job.not_before is not None and job.not_before > now:
+                add(job, backoff_wait(job, now))
+                continue
+            wait = admit(ctx, job)
+            if wait is not None:
+                add(job, wait)
+                continue
+            shape = shape_of(job.request)
+            if job.preemptible and shape in failed[0] and job.queue in queues:
+                key = keys.get(shape)  # the common case, inline: it waits as others did
+                if key is not None:
+                    add(job, None, key)
+                    continue
+            key = self.start(job, shape)
+            if key is None:
+                ctx.charge(job)
+            else:
+                add(job, None, key)
+        return waits
+
     def start(self, job: PendingJob, shape: Shape) -> int | None:
         """Place an admitted job, or reserve for it. None when it starts now, else the key
         of its wait: jobs of one key share an explanation (``explain``)."""
@@ -144,7 +155,9 @@ class _Backfill:
         if fresh and self._reserve(job, shape):
             return self._key(("holds", job.job_id))
         # the reservations it may not use are only known after the pass: key by its end
-        return self._key(shape if job.preemptible else (shape, job.time_limit_s))
+        key = shape if job.preemptible else (shape, job.time_limit_s)
+        found = self._keys.get(key)  # the common case, without a call
+        return self._key(key) if found is None else found
 
     def _key(self, key: Hashable) -> int:
         """A small int per distinct key: 50,000 waits keep ints, not tuples, until the end

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Sequence
 
 from scheduler.domain.decisions import Wait, WaitReason
 from scheduler.domain.snapshot import NodeView, PendingJob, ResourceRequest
@@ -33,8 +33,9 @@ def shape_of(request: ResourceRequest) -> Shape:
 class WaitList:
     """The waits of one pass in pass order; ``finish`` numbers them and explains the rest.
 
-    Three parallel lists rather than a tuple per row: at 50,000 waits, fewer objects for
-    the garbage collector to track.
+    Garbage: at 50,000 waits, every object that lives until ``finish`` counts; a tuple per
+    row, or a tuple key per job, doubles them and makes Python run a full collection
+    (~50 ms) inside the pass. So: three parallel lists, and keys are small ints.
     """
 
     __slots__ = ("_jobs", "_keys", "_waits")
@@ -42,9 +43,9 @@ class WaitList:
     def __init__(self) -> None:
         self._jobs: list[PendingJob] = []
         self._waits: list[Wait | None] = []
-        self._keys: list[Hashable] = []
+        self._keys: list[int] = []
 
-    def add(self, job: PendingJob, wait: Wait | None, key: Hashable = None) -> None:
+    def add(self, job: PendingJob, wait: Wait | None, key: int = -1) -> None:
         """Record a wait; None: explain it after the pass, once per ``key``."""
         self._jobs.append(job)
         self._waits.append(wait)
@@ -54,18 +55,21 @@ class WaitList:
         """The waits with their positions; a deferred one takes the reason, message and
         estimated start that ``explain`` gives the first job of its key."""
         lines: dict[str, int] = {}
-        explained: dict[Hashable, Wait] = {}
+        explained: dict[int, tuple[WaitReason, str, float | None]] = {}
         waits: list[Wait] = []
         append = waits.append
         for job, wait, key in zip(self._jobs, self._waits, self._keys, strict=True):
             queue = job.queue
             position = lines[queue] = lines.get(queue, 0) + 1
-            found = wait
+            if wait is not None:
+                append(Wait(job.job_id, wait.reason, wait.message, position, wait.estimated_start))
+                continue
+            found = explained.get(key)
             if found is None:
-                found = explained.get(key)
-                if found is None:
-                    found = explained[key] = explain(job)
-            append(Wait(job.job_id, found.reason, found.message, position, found.estimated_start))
+                first = explain(job)
+                found = explained[key] = (first.reason, first.message, first.estimated_start)
+            reason, message, start = found
+            append(Wait(job.job_id, reason, message, position, start))
         return tuple(waits)
 
 

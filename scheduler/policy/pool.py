@@ -52,6 +52,7 @@ class _Layout:
     single: list[int]  # per node: its one class id, -1 when mixed or without GPUs
     healthy: list[frozenset[int]]
     width: int  # the most GPUs on one node
+    up_count: int  # how many nodes are schedulable
     classes: dict[tuple[str, int], int] = field(default_factory=dict)
     matches: dict[Match, frozenset[int]] = field(default_factory=dict)
     capacities: dict[frozenset[int], list[int]] = field(default_factory=dict)
@@ -92,6 +93,7 @@ def _layout(nodes: Iterable[NodeView]) -> _Layout:
         single=[],
         healthy=[frozenset(g.index for g in n.gpus if g.healthy) for n in views],
         width=max((len(n.gpus) for n in views), default=0),
+        up_count=sum(1 for n in views if n.schedulable),
     )
     for node in views:
         of = {
@@ -297,7 +299,7 @@ class FreePool:
 
     def up_count(self) -> int:
         """How many nodes are schedulable."""
-        return len(self._layout.capacity(frozenset()))
+        return self._layout.up_count
 
     def capacity(self, request: ResourceRequest) -> int:
         """The most healthy matching GPUs on one up node, free or not (0: no up node)."""

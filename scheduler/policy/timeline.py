@@ -49,7 +49,6 @@ class _Node:
     view: NodeView
     free_at: dict[int, float]  # GPU index -> when it is free at the latest
     usable: dict[int, Kind]  # healthy GPUs that no reservation holds
-    holders: dict[int, RunningJob]  # GPU index -> the running attempt that holds it
     reserved: bool = False  # some of its GPUs are reserved: never whole for another job
     times: dict[Match, tuple[float, ...]] = field(default_factory=dict)
 
@@ -88,32 +87,34 @@ class Timeline:
     def __init__(self, snapshot: Snapshot, params: PolicyParams) -> None:
         self.now = snapshot.now
         self._params = params
-        by_job = {running.job_id: running for running in snapshot.running}
-        self._kinds: dict[Kind, Kind] = {}
+        self._running = {running.job_id: running for running in snapshot.running}
+        self._kinds: dict[tuple[str, int], Kind] = {}  # (type, memory) -> its one Kind
         self._matching: dict[Match, frozenset[Kind]] = {}
         up = sorted(
             (n for n in snapshot.nodes if n.schedulable), key=lambda n: (len(n.gpus), n.name)
         )
-        self._nodes = [self._node(view, by_job) for view in up]
+        # by job id: when its GPUs free up (a job without a running attempt: never known)
+        ends = {job_id: self._free_at(r) for job_id, r in self._running.items()}
+        now = self.now
+        self._nodes = [
+            _Node(
+                view,
+                {
+                    g.index: now if g.allocated_to is None else ends.get(g.allocated_to, INF)
+                    for g in view.gpus
+                },
+                {g.index: self._kind(g.gpu_type, g.memory_mib) for g in view.gpus if g.healthy},
+            )
+            for view in up
+        ]
         self._by_name = {node.view.name: node for node in self._nodes}
-
-    def _node(self, view: NodeView, by_job: dict[int, RunningJob]) -> _Node:
-        free_at: dict[int, float] = {}
-        holders: dict[int, RunningJob] = {}
-        for gpu in view.gpus:
-            running = None if gpu.allocated_to is None else by_job.get(gpu.allocated_to)
-            if running is not None:
-                holders[gpu.index] = running
-                free_at[gpu.index] = self._free_at(running)
-            else:
-                free_at[gpu.index] = self.now if gpu.allocated_to is None else INF
-        usable = {g.index: self._kind(g.gpu_type, g.memory_mib) for g in view.gpus if g.healthy}
-        return _Node(view, free_at, usable, holders)
 
     def _kind(self, gpu_type: str, memory_mib: int) -> Kind:
         """The one tuple of each kind (8,000 GPUs share a handful of them)."""
-        kind = (gpu_type.casefold(), memory_mib)
-        return self._kinds.setdefault(kind, kind)
+        kind = self._kinds.get((gpu_type, memory_mib))
+        if kind is None:
+            kind = self._kinds[gpu_type, memory_mib] = (gpu_type.casefold(), memory_mib)
+        return kind
 
     def _free_at(self, running: RunningJob) -> float:
         if running.stopping:
@@ -155,7 +156,8 @@ class Timeline:
         found: set[int] = set()
         for ref in gpus:
             node = self._by_name.get(ref.node)
-            running = None if node is None else node.holders.get(ref.index)
+            holder = None if node is None else _holder(node.view, ref.index)
+            running = None if holder is None else self._running.get(holder)
             if running is not None and running.preemptible and not running.stopping:
                 found.add(running.attempt_id)
         return tuple(sorted(found))
@@ -166,7 +168,7 @@ class Timeline:
             gpu_type, memory = key
             found = self._matching[key] = frozenset(
                 (kind, mib)
-                for kind, mib in self._kinds
+                for kind, mib in self._kinds.values()
                 if (gpu_type is None or kind == gpu_type) and (memory is None or mib >= memory)
             )
         return found
@@ -201,3 +203,8 @@ class Timeline:
             GpuRef(node.view.name, gpu.index) for _, _, node in chosen for gpu in node.view.gpus
         )
         return Slot(max(at for at, _, _ in chosen), tuple(gpus))
+
+
+def _holder(view: NodeView, index: int) -> int | None:
+    """The job id that holds this GPU of the snapshot, if any."""
+    return next((g.allocated_to for g in view.gpus if g.index == index), None)

@@ -20,7 +20,9 @@ def _apply_and_read(rt: Runtime, req: SyncRequest) -> SyncReply:
     s = rt.settings
     with rt.db.write() as session:
         node, effects = apply_sync(session, req, utcnow(), s.retry)
-        reply = desired_state(session, node, req, s.checkpoints, s.agent_sync_interval_s)
+        reply = desired_state(
+            session, node, req, s.checkpoints, s.agent_sync_interval_s, s.node_timeout_s
+        )
     rt.notifier.notify(effects)
     return reply
 
@@ -29,7 +31,9 @@ def _read(rt: Runtime, req: SyncRequest) -> SyncReply:
     s = rt.settings
     with rt.db.read() as session:
         node = get_node(session, req.node.name)
-        return desired_state(session, node, req, s.checkpoints, s.agent_sync_interval_s)
+        return desired_state(
+            session, node, req, s.checkpoints, s.agent_sync_interval_s, s.node_timeout_s
+        )
 
 
 async def sync(rt: Runtime, req: SyncRequest) -> SyncReply:

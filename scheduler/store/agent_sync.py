@@ -1,15 +1,20 @@
 """One agent sync, server side: apply the node's actual state, compute its desired state.
 
-``apply_sync`` runs in one write transaction: node facts, samples, log chunks and the
-attempt reports (running, exited). ``desired_state`` is read after it: every live part
-on the node whose attempt is starting/running is in ``run``; those whose attempt is
-stopping are in ``stop``. A part the agent reported running earlier but no longer
-reports was lost by the agent (it restarted): it ends like a lost node.
+``apply_sync`` runs in one write transaction: node facts, samples, log chunks, the
+jobs' progress (step, last checkpoint) and the attempt reports (running, exited).
+``desired_state`` is read after it: every live part on the node whose attempt is
+starting/running is in ``run`` (with the job's time limit and notice signal, which the
+agent sends itself before the limit); those whose attempt is stopping are in ``stop``
+(a preemption with the notice signal, a cancel or a time limit without). The reply also
+carries the node timeout: an agent cut off from the server that long stops its
+attempts, as the server then declares the node lost and frees their GPUs. A part the
+agent reported running earlier but no longer reports was lost by the agent (it
+restarted): it ends like a lost node.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import select
@@ -17,12 +22,13 @@ from sqlalchemy.orm import Session
 
 from scheduler.domain.retry import RetrySettings
 from scheduler.domain.spec import JobSpec
-from scheduler.domain.status import AttemptStatus, PartState
+from scheduler.domain.status import AttemptStatus, PartState, TerminationReason
 from scheduler.domain.sync import (
     AttemptLaunch,
     AttemptReport,
     AttemptState,
     AttemptStop,
+    ProgressReport,
     SyncReply,
     SyncRequest,
 )
@@ -35,7 +41,7 @@ from scheduler.store.attempts import (
     part_lost,
 )
 from scheduler.store.logs import append_log
-from scheduler.store.models import AllocationRow, AttemptPartRow, NodeRow
+from scheduler.store.models import AllocationRow, AttemptPartRow, AttemptRow, NodeRow
 from scheduler.store.nodes import record_samples, upsert_node
 from scheduler.store.transitions import record_event
 
@@ -94,6 +100,8 @@ def _apply_report(
     retry: RetrySettings,
 ) -> Effects:
     append_log(session, part, report.log_offset, report.log_data)
+    if report.progress is not None:
+        record_progress(part.attempt, report.progress)
     if part.state in FINAL_PARTS:
         return Effects()
     if report.state in (AttemptState.RUNNING, AttemptState.STOPPING):
@@ -118,8 +126,26 @@ def _apply_report(
     )
 
 
+def record_progress(attempt: AttemptRow, progress: ProgressReport) -> None:
+    """Keep what the job's progress file says; a field it leaves out keeps its value, and
+    the last checkpoint never moves back (a stale copy read by another rank's agent)."""
+    for name in ("step", "last_checkpoint_step", "resumed_from_step"):
+        value = getattr(progress, name)
+        if value is not None:
+            setattr(attempt, name, value)
+    if progress.last_checkpoint_at is not None:
+        moment = datetime.fromtimestamp(progress.last_checkpoint_at, UTC)
+        if attempt.last_checkpoint_at is None or moment > attempt.last_checkpoint_at:
+            attempt.last_checkpoint_at = moment
+
+
 def desired_state(
-    session: Session, node: NodeRow, req: SyncRequest, checkpoints: Path, interval_s: float
+    session: Session,
+    node: NodeRow,
+    req: SyncRequest,
+    checkpoints: Path,
+    interval_s: float,
+    node_timeout_s: float | None = None,
 ) -> SyncReply:
     run: list[AttemptLaunch] = []
     stop: list[AttemptStop] = []
@@ -129,16 +155,30 @@ def desired_state(
         if attempt.status in LIVE_ATTEMPTS:
             run.append(_launch(session, part, spec, checkpoints))
         else:
-            reason = attempt.stop_reason.value if attempt.stop_reason else "stop"
-            stop.append(
-                AttemptStop(
-                    attempt_id=attempt.id, reason=reason, grace_period_s=spec.grace_period_s
-                )
-            )
+            stop.append(_stop(attempt, spec))
     acks = _log_acks(session, node.id, [r.attempt_id for r in req.attempts])
     state = "drained" if node.drained else node.state
     return SyncReply(
-        node_state=state, run=run, stop=stop, log_acks=acks, sync_interval_s=interval_s
+        node_state=state,
+        run=run,
+        stop=stop,
+        log_acks=acks,
+        sync_interval_s=interval_s,
+        node_timeout_s=node_timeout_s,
+    )
+
+
+def _stop(attempt: AttemptRow, spec: JobSpec) -> AttemptStop:
+    """A preemption comes with the job's notice signal; a cancel or a timeout does not
+    (the time limit's notice went out before the limit, from the agent itself)."""
+    reason = attempt.stop_reason.value if attempt.stop_reason else "stop"
+    notice = spec.signal if attempt.stop_reason is TerminationReason.PREEMPTED else None
+    return AttemptStop(
+        attempt_id=attempt.id,
+        reason=reason,
+        grace_period_s=spec.grace_period_s,
+        notice_signal=notice.name if notice else None,
+        notice_s=notice.notice_s if notice else 0,
     )
 
 
@@ -186,6 +226,9 @@ def _launch(
         node_rank=part.rank,
         num_nodes=len(attempt.parts),
         ray=spec.ray,
+        time_limit_s=spec.time_limit_s,
+        notice_signal=spec.signal.name if spec.signal else None,
+        notice_s=spec.signal.notice_s if spec.signal else 0,
         cpus=spec.resources.cpus,
         memory_mib=spec.resources.memory_mib,
     )

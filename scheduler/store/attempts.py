@@ -9,8 +9,10 @@ How an attempt ends, given its parts (all exited or lost):
   on their own, unsignalled, mean the work finished: ``succeeded``;
 - otherwise a lost part means ``node_lost``, all zero exit codes mean ``succeeded``.
 A failing part of a multi-node attempt sets ``stop_reason=failed`` and stops the others.
-The job then follows ``TerminationReason.outcome``: done, requeued keeping its place,
-retried with backoff while ``max_retries`` allows, failed, or cancelled.
+The job then moves on by the retry rules (``store.retries``, ``domain.retry``): done,
+requeued keeping its place, retried with backoff, failed, or cancelled. A part that
+failed may also drain its node, when attempts of several jobs keep failing there
+(``store.node_health``).
 """
 
 from __future__ import annotations
@@ -22,15 +24,11 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from scheduler.domain.retry import RetrySettings
-from scheduler.domain.status import (
-    AttemptStatus,
-    JobStatus,
-    Outcome,
-    PartState,
-    TerminationReason,
-)
+from scheduler.domain.status import AttemptStatus, JobStatus, PartState, TerminationReason
 from scheduler.store.jobs import get_job
 from scheduler.store.models import AllocationRow, AttemptPartRow, AttemptRow, JobRow, NodeRow
+from scheduler.store.node_health import drain_if_bad
+from scheduler.store.retries import move_job
 from scheduler.store.transitions import record_event, transition_job
 
 FINAL_PARTS = frozenset({PartState.EXITED, PartState.LOST})
@@ -198,6 +196,8 @@ def part_exited(
     others_live = any(p.state not in FINAL_PARTS for p in attempt.parts)
     if attempt.stop_reason is not None and others_live:
         effects.merge(request_stop(session, attempt, attempt.stop_reason, now, message))
+    if drain_if_bad(session, part, now, retry):
+        effects.nodes.add(part.node.name)
     effects.merge(finish_if_done(session, attempt, now, retry))
     return effects
 
@@ -264,59 +264,26 @@ def finish_if_done(
         .values(released_at=now)
     )
     job = get_job(session, attempt.job_id, for_update=True)
-    ran_s = (now - (attempt.started_at or attempt.created_at)).total_seconds()
-    job.attained_gpu_s += max(0.0, ran_s) * attempt.gpu_count
-    _move_job(session, job, previous, attempt, reason, exit_code, now, retry)
+    job.attained_gpu_s += gpu_seconds(attempt, now)
+    move_job(session, job, previous, attempt, now, retry)
     return Effects(schedule=True)
 
 
-def _move_job(
-    session: Session,
-    job: JobRow,
-    previous: JobStatus,
-    attempt: AttemptRow,
-    reason: TerminationReason,
-    exit_code: int | None,
-    now: datetime,
-    retry: RetrySettings,
-) -> None:
-    outcome = reason.outcome
-    detail = f"attempt {attempt.number} ended: {reason.value}"
-    if exit_code not in (None, 0):
-        detail += f" (exit code {exit_code})"
-    ended = {"termination_reason": reason, "exit_code": exit_code}
-    max_retries = int(job.spec.get("max_retries", 0))
-    if outcome is Outcome.RETRY_OR_FAIL and job.retries_used < max_retries:
-        delay_s = retry.delay_s(job.retries_used)
-        transition_job(
-            session,
-            job.id,
-            previous,
-            JobStatus.PENDING,
-            now=now,
-            message=f"{detail}; retry {job.retries_used + 1} of {max_retries} in {delay_s:.0f}s",
-            retries_used=job.retries_used + 1,
-            not_before=now + timedelta(seconds=delay_s),
-            **ended,
-        )
-    elif outcome is Outcome.REQUEUE:
-        transition_job(
-            session,
-            job.id,
-            previous,
-            JobStatus.PENDING,
-            now=now,
-            message=f"{detail}; requeued keeping its place",
-            **ended,
-        )
-    else:
-        final = {
-            Outcome.SUCCEED: JobStatus.SUCCEEDED,
-            Outcome.CANCEL: JobStatus.CANCELLED,
-        }.get(outcome, JobStatus.FAILED)
-        transition_job(
-            session, job.id, previous, final, now=now, message=detail, ended_at=now, **ended
-        )
+def gpu_seconds(attempt: AttemptRow, now: datetime) -> float:
+    """GPU-seconds the attempt held: its GPUs times the time from start (or creation,
+    if it never started) to its end (or ``now`` while it lives)."""
+    began = attempt.started_at or attempt.created_at
+    ended = attempt.ended_at or now
+    return max(0.0, (ended - began).total_seconds()) * attempt.gpu_count
+
+
+def work_at_risk_gpu_s(attempt: AttemptRow, now: datetime) -> float | None:
+    """GPU-seconds a live attempt would lose if stopped now: since its last checkpoint,
+    or since its start; None unless it has started and not ended."""
+    if attempt.started_at is None or attempt.ended_at is not None:
+        return None
+    since = max(attempt.started_at, attempt.last_checkpoint_at or attempt.started_at)
+    return max(0.0, (now - since).total_seconds()) * attempt.gpu_count
 
 
 def live_parts_on_node(session: Session, node_id: int) -> list[AttemptPartRow]:

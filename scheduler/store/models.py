@@ -171,7 +171,11 @@ class JobEventRow(Base):
 
 
 class AttemptRow(Base):
-    """One execution of a job on concrete GPUs; spans one part per node."""
+    """One execution of a job on concrete GPUs; spans one part per node.
+
+    ``step``, ``last_checkpoint_step``, ``last_checkpoint_at`` and ``resumed_from_step``
+    are what the job's progress file said last (via its agent); None when it keeps none.
+    """
 
     __tablename__ = "attempts"
     __table_args__ = (
@@ -192,6 +196,9 @@ class AttemptRow(Base):
     message: Mapped[str] = mapped_column(Text, default="")
     gpu_count: Mapped[int] = mapped_column(Integer, default=0)
     last_checkpoint_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    step: Mapped[int | None] = mapped_column(BigInteger)
+    last_checkpoint_step: Mapped[int | None] = mapped_column(BigInteger)
+    resumed_from_step: Mapped[int | None] = mapped_column(BigInteger)
 
     parts: Mapped[list[AttemptPartRow]] = relationship(
         back_populates="attempt", order_by="AttemptPartRow.rank"
@@ -227,6 +234,9 @@ class AttemptPartRow(Base):
 
 
 class NodeRow(Base):
+    """A machine running an agent. ``drain_changed_at``: when ``drained`` was last set or
+    cleared; the bad-node check counts failures from then on."""
+
     __tablename__ = "nodes"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -235,6 +245,7 @@ class NodeRow(Base):
     state: Mapped[str] = mapped_column(String(16))  # "up" or "lost"
     drained: Mapped[bool] = mapped_column(default=False)
     drain_reason: Mapped[str | None] = mapped_column(String(500))
+    drain_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     cpus: Mapped[int] = mapped_column(Integer, default=1)
     memory_total_mib: Mapped[int] = mapped_column(BigInteger, default=0)
     agent_version: Mapped[str] = mapped_column(String(64), default="")

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from scheduler.domain.errors import NotFound
 from scheduler.domain.sync import GpuFacts, GpuSample, HostSample, NodeFacts
-from scheduler.store.models import GpuRow, GpuSampleRow, HostSampleRow, NodeRow
+from scheduler.store.models import GpuRow, GpuSampleRow, HostSampleRow, NodeRow, utcnow
 
 NODE_UP = "up"
 NODE_LOST = "lost"
@@ -126,8 +126,13 @@ def record_samples(
         node.last_sample_at = now
 
 
-def set_drained(session: Session, name: str, drained: bool, reason: str | None) -> NodeRow:
+def set_drained(
+    session: Session, name: str, drained: bool, reason: str | None, now: datetime | None = None
+) -> NodeRow:
+    """Drain or undrain ``name``; a change restarts the node's failure count (``node_health``)."""
     node = get_node(session, name)
+    if node.drained != drained:
+        node.drain_changed_at = now or utcnow()
     node.drained = drained
     node.drain_reason = reason if drained else None
     return node

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from scheduler.domain.status import LIVE_ATTEMPT, JobStatus
 from scheduler.domain.views import AttemptView, EventView, GpuInfo, GpuRefView, JobView, NodeInfo
+from scheduler.store.attempts import gpu_seconds, work_at_risk_gpu_s
 from scheduler.store.jobs import attempts_of, events_of
 from scheduler.store.models import (
     AllocationRow,
@@ -16,6 +18,7 @@ from scheduler.store.models import (
     AttemptRow,
     JobRow,
     NodeRow,
+    utcnow,
 )
 from scheduler.store.snapshot import live_allocations, node_state
 
@@ -85,7 +88,7 @@ def job_views(session: Session, rows: list[JobRow]) -> list[JobView]:
     ]
 
 
-def attempt_view(attempt: AttemptRow, refs: list[GpuRefView]) -> AttemptView:
+def attempt_view(attempt: AttemptRow, refs: list[GpuRefView], now: datetime) -> AttemptView:
     return AttemptView(
         id=attempt.id,
         number=attempt.number,
@@ -99,16 +102,25 @@ def attempt_view(attempt: AttemptRow, refs: list[GpuRefView]) -> AttemptView:
         exit_code=attempt.exit_code,
         message=attempt.message,
         log_bytes=sum(p.log_bytes for p in attempt.parts),
+        gpu_count=attempt.gpu_count,
+        gpu_seconds=gpu_seconds(attempt, now),
+        step=attempt.step,
+        resumed_from_step=attempt.resumed_from_step,
+        last_checkpoint_step=attempt.last_checkpoint_step,
+        last_checkpoint_at=attempt.last_checkpoint_at,
+        work_at_risk_gpu_s=work_at_risk_gpu_s(attempt, now),
     )
 
 
-def job_detail(session: Session, row: JobRow) -> JobView:
+def job_detail(session: Session, row: JobRow, now: datetime | None = None) -> JobView:
+    """The job with its whole history: every attempt (oldest first) and every event."""
+    now = now or utcnow()
     attempts = attempts_of(session, row.id)
     refs = _gpu_refs(session, [a.id for a in attempts])
     view = _base(
         row, attempts[-1] if attempts else None, refs.get(attempts[-1].id, []) if attempts else []
     )
-    view.attempts = [attempt_view(a, refs.get(a.id, [])) for a in attempts]
+    view.attempts = [attempt_view(a, refs.get(a.id, []), now) for a in attempts]
     view.events = [
         EventView(
             at=e.at,

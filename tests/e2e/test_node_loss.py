@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from scheduler.localcluster import LocalCluster
+from scheduler.store.db import sqlite_url
+from tests.checks import assert_no_attempt_overlap
 from tests.e2e.conftest import cli_for
 from tests.e2e.test_spine import kill_group, show, submit, wait_status, wait_until
 
@@ -47,3 +49,4 @@ def test_job_is_requeued_when_its_agent_dies(cluster: LocalCluster, tmp_path: Pa
         kill_group(orphan)
     assert cli.run("cancel", str(job_id)).returncode == 0
     wait_status(cli, job_id, {"cancelled"})
+    assert_no_attempt_overlap(sqlite_url(cluster.data_dir / "server"))  # as the server saw it

@@ -94,3 +94,62 @@ def test_0002_upgrades_and_downgrades_a_database_with_rows(database_url: str) ->
         assert _drift(db) == []
     finally:
         db.dispose()
+
+
+def test_0003_and_0004_keep_attempts_and_nodes_both_ways(database_url: str) -> None:
+    """The progress columns (0003) and the node's drain time (0004) come and go; the
+    attempts and nodes they were added to keep their rows."""
+    db = Database(database_url)
+    now = "2026-01-01 12:00:00+00:00"
+    try:
+        upgrade(db, "0002")
+        with db.engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO queues (id, name, weight, guaranteed_gpus, created_at,"
+                    " usage_gpu_s) VALUES (1, 'default', 1.0, 0, :now, 0)"
+                ),
+                {"now": now},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO jobs (id, name, queue_id, status, priority, spec, gpus_requested,"
+                    " submitted_at, updated_at, attempts_count, retries_used, attained_gpu_s,"
+                    " spec_digest) VALUES (1, 'train', 1, 'running', 0, '{}', 1, :now, :now,"
+                    " 1, 0, 0.0, 'x')"
+                ),
+                {"now": now},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO attempts (id, job_id, number, status, created_at, message,"
+                    " gpu_count) VALUES (1, 1, 1, 'running', :now, '', 1)"
+                ),
+                {"now": now},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO nodes (id, name, hostname, state, drained, cpus,"
+                    " memory_total_mib, agent_version, registered_at, last_seen_at)"
+                    " VALUES (1, 'n1', 'n1.example', 'up', false, 8, 1024, '', :now, :now)"
+                ),
+                {"now": now},
+            )
+        upgrade(db)
+        with db.engine.begin() as conn:
+            row = conn.execute(text("SELECT step, resumed_from_step FROM attempts")).one()
+            assert tuple(row) == (None, None)
+            conn.execute(text("UPDATE attempts SET step = 9000000000, last_checkpoint_step = 8"))
+            conn.execute(text("UPDATE nodes SET drain_changed_at = :now"), {"now": now})
+            assert conn.execute(text("SELECT step FROM attempts")).scalar() == 9_000_000_000
+
+        downgrade(db, "0002")
+        with db.engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM attempts")).scalar() == 1
+            assert conn.execute(text("SELECT name FROM nodes")).scalar() == "n1"
+            assert "step" not in {c["name"] for c in inspect(conn).get_columns("attempts")}
+            assert "drain_changed_at" not in {c["name"] for c in inspect(conn).get_columns("nodes")}
+        upgrade(db)
+        assert _drift(db) == []
+    finally:
+        db.dispose()

@@ -288,3 +288,51 @@ def test_logs_json_is_one_chunk_per_line(corral: Cli) -> None:
     lines = corral("logs", "1", "--json").stdout.splitlines()
     chunks = [json.loads(line) for line in lines]
     assert [(c["offset"], c["data"]) for c in chunks] == [(0, "a\n"), (2, "b\n")]
+
+
+def test_show_tells_each_attempts_gpu_time_checkpoints_and_work_at_risk(corral: Cli) -> None:
+    preempted = {
+        **ATTEMPT,
+        "reason": "preempted",
+        "exit_code": 0,
+        "gpu_count": 2,
+        "gpu_seconds": 596.0,
+        "resumed_from_step": 0,
+        "last_checkpoint_step": 120,
+        "last_checkpoint_at": "2026-11-28T16:04:00Z",
+    }
+    running = {
+        **ATTEMPT,
+        "id": 8,
+        "number": 2,
+        "status": "running",
+        "started_at": "2026-11-28T16:06:00Z",
+        "ended_at": None,
+        "reason": None,
+        "exit_code": None,
+        "gpu_count": 2,
+        "gpu_seconds": 7200.0,
+        "resumed_from_step": 120,
+        "work_at_risk_gpu_s": 1800.0,
+    }
+    corral.fake.add_job(
+        "running",
+        attempts_count=2,
+        attempts=[preempted, running],
+        spec={
+            "command": ["python", "train.py"],
+            "max_retries": 2,
+            "retry_on_exit_codes": [75],
+            "retry_on_timeout": True,
+            "signal": {"name": "USR1", "notice_s": 60},
+        },
+    )
+    lines = corral("show", "1").stdout.splitlines()
+    header = " ".join(next(line for line in lines if line.startswith("#")).split())
+    assert "ENDED GPU-TIME RESUMED CHECKPOINT AT RISK REASON EXIT" in header
+    first = next(line for line in lines if line.startswith("1 "))
+    second = next(line for line in lines if line.startswith("2 "))
+    assert "9m56s" in first and "scratch" in first and "step 120 at" in first
+    assert "2h" in second and "step 120" in second and "30m" in second
+    assert "retry on:  exit codes 75; timeout" in lines
+    assert "notice:    SIGUSR1 60s before a time limit or preemption" in lines

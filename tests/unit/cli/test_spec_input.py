@@ -163,3 +163,55 @@ def test_bad_yaml_through_the_cli_names_file_and_line(corral: Cli, tmp_path: Pat
 def test_a_missing_file_is_a_usage_error(corral: Cli, tmp_path: Path) -> None:
     result = corral("submit", "-f", str(tmp_path / "nope.yaml"))
     assert result.exit_code == 2
+
+
+def test_retry_and_notice_flags_reach_the_server(corral: Cli) -> None:
+    result = corral(
+        "submit",
+        "--max-retries",
+        "3",
+        "--retry-on-exit-code",
+        "75",
+        "--retry-on-exit-code",
+        "-9",
+        "--retry-on-timeout",
+        "--time-limit",
+        "2h",
+        "--signal",
+        "USR1@60",
+        "--",
+        "python",
+        "train.py",
+    )
+    assert result.exit_code == 0, result.output
+    body = corral.fake.bodies("POST", "/api/v1/jobs")[0]
+    assert body["retry_on_exit_codes"] == [-9, 75]
+    assert body["retry_on_timeout"] is True
+    assert body["signal"] == {"name": "USR1", "notice_s": 60}
+
+
+def test_flags_override_the_files_retry_and_notice_fields(tmp_path: Path) -> None:
+    text = "command: x\nretry_on_exit_codes: [1]\nretry_on_timeout: true\nsignal: USR2@30\n"
+    spec = build_spec(
+        write(tmp_path, text),
+        SpecFlags(retry_on_exit_codes=(75,), retry_on_timeout=False, signal="HUP@5"),
+        (),
+    )
+    assert (spec.retry_on_exit_codes, spec.retry_on_timeout, str(spec.signal)) == (
+        [75],
+        False,
+        "HUP@5",
+    )
+    kept = build_spec(write(tmp_path, text), SpecFlags(), ())
+    assert (kept.retry_on_exit_codes, kept.retry_on_timeout, str(kept.signal)) == (
+        [1],
+        True,
+        "USR2@30",
+    )
+
+
+def test_a_bad_signal_is_one_line(corral: Cli) -> None:
+    result = corral("submit", "--signal", "KILL@60", "--", "x")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: invalid job spec: signal.name: SIGKILL cannot be")
+    assert corral.fake.requests == []

@@ -274,3 +274,86 @@ def test_a_patch_may_clear_the_parent_and_replace_the_type_quotas() -> None:
     with pytest.raises(ValidationError) as raised:
         QueuePatch.model_validate({"type_quotas": [{"gpu_type": "L4"}, {"gpu_type": "L4"}]})
     assert error_locs(raised) == [("type_quotas",)]
+
+
+@pytest.mark.parametrize(
+    ("given", "name", "notice_s"),
+    [
+        ("USR1@60", "USR1", 60),
+        ("sigusr2@1", "USR2", 1),
+        (" TERM @ 3600 ", "TERM", 3600),
+        ("10@30", "USR1", 30),  # a number with a name is stored as the name
+        ("40@30", "40", 30),  # a real-time signal stays a number
+        ({"name": "HUP", "notice_s": 5}, "HUP", 5),
+    ],
+)
+def test_a_signal_notice_is_stored_parsed(given: Any, name: str, notice_s: int) -> None:
+    spec = JobSpec(command=["x"], signal=given)
+    assert spec.signal is not None
+    assert (spec.signal.name, spec.signal.notice_s) == (name, notice_s)
+    stored = spec.model_dump(mode="json")["signal"]
+    assert stored == {"name": name, "notice_s": notice_s}
+    assert JobSpec.model_validate(spec.model_dump(mode="json")) == spec
+
+
+@pytest.mark.parametrize(
+    ("bad", "says"),
+    [
+        ("USR1", "use e.g. USR1@60"),
+        ("USR1@", "use e.g. USR1@60"),
+        ("FOO@5", "unknown signal 'FOO'"),
+        ("KILL@5", "SIGKILL cannot be caught"),
+        ("19@5", "SIGSTOP cannot be caught"),
+        ("0@5", "no signal number 0"),
+        ("65@5", "no signal number 65"),
+        ("USR1@0", "greater than or equal to 1"),
+        ("USR1@3601", "less than or equal to 3600"),
+    ],
+)
+def test_a_bad_signal_notice_names_the_field(bad: str, says: str) -> None:
+    with pytest.raises(ValidationError) as raised:
+        JobSpec.model_validate({"command": ["x"], "signal": bad})
+    assert error_locs(raised)[0][0] == "signal"
+    assert says in str(raised.value)
+
+
+def test_the_notice_must_come_before_the_time_limit() -> None:
+    with pytest.raises(ValidationError, match=r"notice \(60s\) must come before the time limit"):
+        JobSpec(command=["x"], signal="USR1@60", time_limit_s=60)
+    assert JobSpec(command=["x"], signal="USR1@60", time_limit_s=61).signal is not None
+
+
+def test_retry_on_exit_codes_are_kept_sorted_and_distinct() -> None:
+    spec = JobSpec(command=["x"], retry_on_exit_codes=[137, 75, 137])
+    assert spec.retry_on_exit_codes == [75, 137]
+    assert JobSpec(command=["x"]).retry_on_exit_codes is None
+    assert not JobSpec(command=["x"]).retry_on_timeout
+
+
+@pytest.mark.parametrize(
+    ("codes", "says"), [([0], "exit code 0 is a success"), ([256], "out of range")]
+)
+def test_bad_retry_exit_codes_name_the_field(codes: list[int], says: str) -> None:
+    with pytest.raises(ValidationError) as raised:
+        JobSpec(command=["x"], retry_on_exit_codes=codes)
+    assert error_locs(raised) == [("retry_on_exit_codes",)]
+    assert says in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("codes", "code", "retried"),
+    [
+        (None, 1, True),
+        (None, None, True),  # a launch failure
+        ([75], 75, True),
+        ([75], 1, False),
+        ([75], None, False),
+        ([137], -9, True),  # killed by SIGKILL is the shell's 137
+        ([-9], -9, True),
+        ([137], 9, False),
+    ],
+)
+def test_which_exit_codes_are_retried(
+    codes: list[int] | None, code: int | None, retried: bool
+) -> None:
+    assert JobSpec(command=["x"], retry_on_exit_codes=codes).retries_exit_code(code) is retried

@@ -128,7 +128,7 @@ def test_every_termination_reason_has_an_outcome(reason: TerminationReason) -> N
         (TerminationReason.CANCELLED, Outcome.CANCEL),
         (TerminationReason.PREEMPTED, Outcome.REQUEUE),  # not a failure, keeps its place
         (TerminationReason.NODE_LOST, Outcome.REQUEUE),
-        (TerminationReason.TIMEOUT, Outcome.FAIL),
+        (TerminationReason.TIMEOUT, Outcome.RETRY_IF_ASKED),
     ],
     ids=str,
 )

@@ -23,9 +23,9 @@ def test_positions_count_per_queue_in_pass_order() -> None:
         explained.append(pending.job_id)
         return Wait(0, WaitReason.INSUFFICIENT_GPUS, "too big", estimated_start=NOW + 5)
 
-    waits.add(job(1, queue="q"), None, "shape")
+    waits.add(job(1, queue="q"), None, 0)
     waits.add(job(2, queue="r"), Wait(2, WaitReason.BACKOFF, "backoff"))
-    waits.add(job(3, queue="q"), None, "shape")
+    waits.add(job(3, queue="q"), None, 0)
     waits.add(job(4, queue="q"), Wait(4, WaitReason.QUEUE_CAP, "cap"))
     assert waits.finish(explain) == (
         Wait(1, WaitReason.INSUFFICIENT_GPUS, "too big", 1, NOW + 5),
