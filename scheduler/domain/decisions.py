@@ -35,7 +35,7 @@ class Placement:
     gpus: tuple[GpuRef, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # 50,000 per cycle: slots halve their cost
 class Wait:
     job_id: int
     reason: WaitReason

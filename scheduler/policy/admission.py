@@ -27,25 +27,62 @@ non-preemptible 1-GPU job waits as well: 11 GPUs would be above its guarantee of
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import cast
 
 from scheduler.domain.decisions import Wait, WaitReason
 from scheduler.domain.snapshot import PendingJob
 from scheduler.policy.context import Context, QueueState
 from scheduler.policy.fairshare import guarantee, type_quota
 
+# What ``quota`` found for one kind of job (a reason and the message around the job
+# id, or None: admitted), per queue, valid while the queue and its org hold as much as
+# then: a queue's headroom changes only when it (or its org) is charged.
+_Verdict = tuple[WaitReason, str, str] | None
+_Memo = dict[str, tuple[int, int, dict[tuple[int, str | None, bool], _Verdict]]]
+
 
 def quota(ctx: Context, job: PendingJob) -> Wait | None:
-    """The first quota rule ``job`` would break if placed now (see module), else None."""
-    gpus = job.request.total_gpus
+    """The first quota rule ``job`` would break if placed now (see module), else None.
+
+    Memoised per queue and kind of job (GPUs, type, preemptible) in ``ctx.extra``,
+    while the queue's and its org's holdings stay what they were: 50,000 jobs of a
+    dozen kinds in twenty queues are judged a few hundred times.
+    """
+    request = job.request
+    gpus = request.gpus * request.nodes
     if gpus <= 0:
         return None
+    memo = cast("_Memo | None", ctx.extra.get("quota_memo"))
+    if memo is None:
+        memo = ctx.extra["quota_memo"] = {}
+    leaf = ctx.queues.get(job.queue) or ctx.queue(job.queue)
+    parent = leaf.view.parent
+    org_held = ctx.queues[parent].held if parent is not None and parent in ctx.queues else 0
+    entry = memo.get(job.queue)
+    if entry is None or entry[0] != leaf.held or entry[1] != org_held:
+        entry = memo[job.queue] = (leaf.held, org_held, {})
+    kind = (gpus, request.gpu_type, job.preemptible)
+    verdicts = entry[2]
+    if kind in verdicts:
+        verdict = verdicts[kind]
+    else:
+        verdict = verdicts[kind] = _verdict(ctx, job, gpus)
+    if verdict is None:
+        return None
+    reason, before, after = verdict
+    return Wait(job.job_id, reason, f"{before}{job.job_id}{after}" if after else before)
+
+
+def _verdict(ctx: Context, job: PendingJob, gpus: int) -> _Verdict:
+    """The first rule broken (a reason, and the message before and after the job id)."""
     states = list(_queue_and_org(ctx, job.queue))
     for message in _cap_breaches(states, job, gpus):
-        return Wait(job.job_id, WaitReason.QUEUE_CAP, message)
+        return WaitReason.QUEUE_CAP, message, ""
     for message in _borrow_breaches(states, gpus):
-        return Wait(job.job_id, WaitReason.WAITING_FOR_QUOTA, message)
+        return WaitReason.WAITING_FOR_QUOTA, message, ""
     if not job.preemptible and not any(s.held + gpus <= guarantee(s.view) for _, s in states):
-        return Wait(job.job_id, WaitReason.WAITING_FOR_QUOTA, _outside_guarantee(states, job))
+        before, after = _outside_guarantee(states, job)
+        return WaitReason.WAITING_FOR_QUOTA, before, after
     return None
 
 
@@ -94,14 +131,15 @@ def _borrow_breaches(states: list[tuple[str, QueueState]], gpus: int) -> Iterato
             )
 
 
-def _outside_guarantee(states: list[tuple[str, QueueState]], job: PendingJob) -> str:
+def _outside_guarantee(states: list[tuple[str, QueueState]], job: PendingJob) -> tuple[str, str]:
+    """The message, before and after the job id (it is the same for every such job)."""
     leaf = states[0][1]
     where = f"queue {leaf.view.name}'s guarantee of {_gpus(guarantee(leaf.view))}"
     if len(states) > 1:
         org = states[1][1]
         where += f" or org {org.view.name}'s of {guarantee(org.view)}"
-    return (
-        f"job {job.job_id} is not preemptible, so it runs only inside {where}; "
+    return "job ", (
+        f" is not preemptible, so it runs only inside {where}; "
         f"the queue holds {leaf.held} and the job needs {job.request.total_gpus}"
     )
 

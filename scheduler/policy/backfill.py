@@ -4,15 +4,18 @@ Walking the jobs in order, an admitted job that fits now starts. The first admit
 of a queue that does not fit gets a **reservation**: the GPUs that free up first for it
 (``timeline.Timeline``), a concrete set on concrete nodes, and the time ``reserved_at``
 when they are all free (``inf`` when that waits on attempts without a time limit).
-A later job may use a reserved GPU only if it is preemptible or ends (``now +
-time_limit_s``) by that reservation's ``reserved_at`` (never for an ``inf`` one); free
-GPUs that no reservation holds are everyone's.
+A later job may use a reserved GPU only if it ends (``now + time_limit_s``) by that
+reservation's ``reserved_at`` (never for an ``inf`` one), or is preemptible and of
+another queue: the reserved job's own queue already put it first, so a job of that
+queue never takes its GPUs on the strength of being preemptible (the preemption piece
+would have to stop its own queue's job for its own queue: churn). Free GPUs that no
+reservation holds are everyone's.
 
 Invariants: at most one reservation per queue, so every queue's head is protected and no
 queue's stream of small jobs starves a large job of another; reservations are disjoint;
 no placement delays a reservation: it avoids the reserved GPUs or leaves them by
-``reserved_at`` (or is preemptible, and ``ctx.extra["reservations"]`` lets the
-preemption piece stop it once the reservation is due). Every job gets one decision:
+``reserved_at`` (or is preemptible and of another queue, and ``ctx.extra["reservations"]`` lets
+the preemption piece stop it once the reservation is due). Every job gets one decision:
 the holder of a reservation waits with INSUFFICIENT_GPUS ("it holds a reservation on n7
 starting in 12 min", ``estimated_start`` set), a job that would fit only on reserved
 GPUs with RESERVED ("the free GPUs are reserved for job 17 (8 GPUs) starting in 12
@@ -22,12 +25,15 @@ Example (now = 0): node ``a`` 8 GPUs, 4 free, the other 4 held until 600. Jobs i
 B and C not preemptible: A (8 GPUs), B (2 GPUs, time limit 300), C (2 GPUs, limit 3600).
 A does not fit: it reserves ``a:0-7`` from 600. B ends by 300 <= 600: it starts on
 ``a:0-1``. C would end after 600 on A's GPUs: RESERVED, "reserved for job A (8 GPUs)
-starting in 10 min". A preemptible C would start (and be preempted if need be).
+starting in 10 min". A preemptible C of another queue than A's would start (and be
+preempted if need be); a preemptible C of A's queue waits, RESERVED, as it does.
 
 How: one ``FreePool`` of what is free (level 0) and, made on demand, pools that also
 withhold the GPUs of the first ``k`` reservations in ``reserved_at`` order (level k).
 A job's level is the number of reservations it may not use (0 if preemptible), so
-every job asks one pool, in O(GPUs per node) per query.
+every job asks one pool, in O(GPUs per node) per query. A preemptible job that may not
+use its own queue's reservation asks that queue's pool instead: what is free, less
+that one reservation's GPUs (made on demand too).
 """
 
 from __future__ import annotations
@@ -59,11 +65,11 @@ class Reservation:
     """GPUs kept for a waiting job (``ctx.extra["reservations"]``, in pass order).
 
     ``reserved_at``: epoch seconds when all ``gpus`` are free by the running attempts'
-    time limits (or by when their preemptible holders may be preempted), ``inf`` when
-    some wait on attempts without a time limit. ``occupiers``: attempt ids of the
-    preemptible attempts now holding some of ``gpus``, those the preemption piece may
-    stop once the reservation is due (``reserved_at <= now``). A multi-node job reserves
-    whole nodes.
+    time limits (or by when their preemptible holders of other queues may be preempted),
+    ``inf`` when some wait on attempts without a time limit. ``occupiers``: attempt ids
+    of the preemptible attempts of other queues now holding some of ``gpus``, those the
+    preemption piece may stop once the reservation is due (``reserved_at <= now``). A
+    multi-node job reserves whole nodes.
     """
 
     job_id: int
@@ -107,12 +113,15 @@ class _Backfill:
         self._by_time: list[Reservation] = []  # by allows_until: level k forbids the first k
         self._until: list[float] = []  # their allows_until, for bisect
         self._held: dict[int, tuple[PendingJob, Reservation]] = {}  # by the holder's job id
-        self._queues: set[str] = set()  # queues that hold a reservation
+        self._queues: dict[str, Reservation] = {}  # queues that hold one: theirs
+        self._own: dict[str, _Level] = {}  # by queue: free less the queue's reservation
+        self._own_failed: dict[str, set[Shape]] = {}  # by queue: shapes that did not fit
         self._failed: list[set[Shape]] = [set()]  # by level: shapes that did not fit
         self._unreservable: set[Shape] = set()  # shapes the timeline cannot place
         self._timeline: Timeline | None = None
         self._plain: dict[Shape, Wait] = {}  # explanations against what is left free
         self._blockers: dict[tuple[Shape, int], Reservation | None] = {}
+        self._own_blockers: dict[tuple[Shape, str], Reservation | None] = {}
         self._keys: dict[Hashable, int] = {}  # wait keys (see ``_key``)
 
     def walk(self, ordered: Sequence[PendingJob], admit: Admission) -> WaitList:
@@ -143,10 +152,12 @@ class _Backfill:
     def start(self, job: PendingJob, shape: Shape) -> int | None:
         """Place an admitted job, or reserve for it. None when it starts now, else the key
         of its wait: jobs of one key share an explanation (``explain``)."""
+        own = self._own_reservation(job) if job.queue in self._queues else None
         level = 0 if job.preemptible or not self._until else self.level(job)
-        failed = self._failed[level]
+        failed = self._failed[level] if own is None else self._own_failed[job.queue]
         if shape not in failed:
-            placement = self.place(job, self._pool(level))
+            pool = self._pool(level) if own is None else self._own_pool(own)
+            placement = self.place(job, pool)
             if placement is not None:
                 self._take(placement, job)
                 return None
@@ -155,9 +166,23 @@ class _Backfill:
         if fresh and self._reserve(job, shape):
             return self._key(("holds", job.job_id))
         # the reservations it may not use are only known after the pass: key by its end
-        key = shape if job.preemptible else (shape, job.time_limit_s)
+        key: Hashable = shape if job.preemptible else (shape, job.time_limit_s)
+        if own is not None:
+            key = ("own", shape, job.queue)
         found = self._keys.get(key)  # the common case, without a call
         return self._key(key) if found is None else found
+
+    def _own_reservation(self, job: PendingJob) -> Reservation | None:
+        """Its queue's reservation if ``job`` is preemptible and may not use it (it does
+        not end by then); a job that is not preemptible finds it among its levels."""
+        if not job.preemptible:
+            return None
+        reservation = self._queues.get(job.queue)
+        if reservation is None or reservation.job_id == job.job_id:
+            return None
+        limit = job.time_limit_s
+        ends = math.inf if limit is None else self.now + limit
+        return reservation if ends > reservation.allows_until else None
 
     def _key(self, key: Hashable) -> int:
         """A small int per distinct key: 50,000 waits keep ints, not tuples, until the end
@@ -185,7 +210,20 @@ class _Backfill:
             for reservation in self._by_time[:level]:
                 pool.withhold(reservation.gpus)
             found = self._levels[level] = _Level(pool, len(self.placements))
-        elif found.synced < len(self.placements):
+        return self._synced(found)
+
+    def _own_pool(self, reservation: Reservation) -> FreePool:
+        """What is free less the GPUs of this (a queue's own) reservation, up to date."""
+        found = self._own.get(reservation.queue)
+        if found is None:
+            pool = self.free.copy()
+            pool.withhold(reservation.gpus)
+            found = self._own[reservation.queue] = _Level(pool, len(self.placements))
+        return self._synced(found)
+
+    def _synced(self, found: _Level) -> FreePool:
+        """The level's pool, with the placements made since it last caught up."""
+        if found.synced < len(self.placements):
             late = self.placements[found.synced :]
             found.pool.withhold(ref for placement in late for ref in placement.gpus)
             found.synced = len(self.placements)
@@ -199,16 +237,16 @@ class _Backfill:
 
     def _reserve(self, job: PendingJob, shape: Shape) -> bool:
         timeline = self._get_timeline()
-        slot = timeline.earliest(job.request)
+        slot = timeline.earliest(job.request, job.queue)
         if slot is None:
             self._unreservable.add(shape)
             return False
-        reservation = Reservation(
-            job.job_id, job.queue, slot.gpus, slot.at, timeline.occupiers(slot.gpus)
-        )
+        occupiers = timeline.occupiers(slot.gpus, job.queue)
+        reservation = Reservation(job.job_id, job.queue, slot.gpus, slot.at, occupiers)
         timeline.block(slot.gpus)
         self.reservations.append(reservation)
-        self._queues.add(job.queue)
+        self._queues[job.queue] = reservation
+        self._own_failed[job.queue] = set()
         self._held[job.job_id] = (job, reservation)
         self._insert(reservation)
         return True
@@ -240,7 +278,11 @@ class _Backfill:
         if held is not None:
             return self._holder_wait(job, held[1])
         shape, level = shape_of(job.request), self.level(job)
-        blocker = self._blocker(job, shape, level) if level else None
+        own = self._own_reservation(job)
+        if own is not None:
+            blocker = self._own_blocker(job, shape, own)
+        else:
+            blocker = self._blocker(job, shape, level) if level else None
         if blocker is not None:
             holder, reservation = self._held[blocker.job_id]
             message = (
@@ -276,3 +318,13 @@ class _Backfill:
                     self._blockers[key] = reservation
                     break
         return self._blockers[key]
+
+    def _own_blocker(self, job: PendingJob, shape: Shape, own: Reservation) -> Reservation | None:
+        """``own`` (its queue's reservation) if the job would fit on it, else None."""
+        key = (shape, own.queue)
+        if key not in self._own_blockers:
+            placement = self.place(job, self.free)
+            wanted = () if placement is None else placement.gpus
+            hit = not set(own.gpus).isdisjoint(wanted)
+            self._own_blockers[key] = own if hit else None
+        return self._own_blockers[key]

@@ -88,6 +88,11 @@ class Ledger:
             owed = held + gpus <= quota.guaranteed_gpus
         return owed
 
+    def may_owe(self, queue: str) -> bool:
+        """Whether a 1-GPU job of ``queue`` asking for no type would be ``owed``: if not,
+        no job of the queue is (``owed`` only gets harder with more GPUs or a type)."""
+        return _may_owe(self.ctx, queue, self.held)
+
     def keeps_guarantees(self, running: RunningJob, taker: str) -> bool:
         """Whether losing ``running`` leaves its queue, org and types their guarantees.
 
@@ -187,3 +192,24 @@ class Occupancy:
             found = frozenset(g.index for g in gpus if g.healthy and gpu_matches(request, g))
             self._matches[key] = found
         return found
+
+
+def may_be_owed(ctx: Context, queue: str) -> bool:
+    """``Ledger.may_owe`` before any GPU moves: from what the context says is held."""
+    return _may_owe(ctx, queue, None)
+
+
+def _may_owe(ctx: Context, queue: str, held: dict[str, float] | None) -> bool:
+    state = ctx.queue(queue)
+
+    def holds(name: str) -> float:
+        return float(ctx.queues[name].held) if held is None else held.get(name, 0.0)
+
+    after = holds(queue) + 1
+    if after <= min(guarantee(state.view), state.fair_share) + EPSILON:
+        return True
+    parent = state.view.parent
+    if parent is None or parent not in ctx.queues or after > state.fair_share + EPSILON:
+        return False
+    org = ctx.queues[parent]
+    return holds(parent) + 1 <= min(guarantee(org.view), org.fair_share) + EPSILON

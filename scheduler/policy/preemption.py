@@ -11,7 +11,11 @@
    its type guarantees) by losing them.
 2. **Reservations due.** A reservation of the backfill pass (``ctx.extra["reservations"]``)
    whose ``reserved_at <= now``: its occupiers may be stopped if their queue is at or
-   above its fair share (and keeps its guarantees).
+   above its fair share (and keeps its guarantees), and is not the reserved job's own
+   queue: that queue's order put its own running jobs first, stopping one to start
+   another of the same queue is only churn (the pass never counts on it: its own
+   preemptible jobs may not use the reservation, and the timeline does not count its
+   own preemptible attempts as freeing at ``min_runtime_s``).
 
 Never a victim: a non-preemptible attempt, one younger than ``params.min_runtime_s``,
 one already ``stopping``, one chosen for an earlier job of this cycle. Victims are
@@ -48,7 +52,7 @@ from scheduler.domain.decisions import Decisions, Placement, Preemption, WaitRea
 from scheduler.domain.snapshot import GpuRef, PendingJob, RunningJob
 from scheduler.policy.context import Context, Place, Pool
 from scheduler.policy.fairshare import guarantee
-from scheduler.policy.holdings import EPSILON, Ledger, Occupancy
+from scheduler.policy.holdings import EPSILON, Ledger, Occupancy, may_be_owed
 from scheduler.policy.pool import FreePool
 
 RECLAIMABLE_WAITS = frozenset({WaitReason.INSUFFICIENT_GPUS, WaitReason.RESERVED})
@@ -66,15 +70,35 @@ class Reservation(Protocol):
 
 
 def reclaim(ctx: Context, decisions: Decisions, place: Place) -> tuple[Preemption, ...]:
-    """Preemptions that return guarantees and due reservations (see the module)."""
-    pending = {job.job_id: job for job in ctx.snapshot.pending}
+    """Preemptions that return guarantees and due reservations (see the module).
+
+    Cheap when nothing is owed: if no queue could be owed even one GPU and no
+    reservation is due, nothing can be stopped, and it returns at once.
+    """
+    now = ctx.snapshot.now
     reservations = list(cast("Iterable[Reservation]", ctx.extra.get("reservations") or ()))
-    run = _Run(ctx, decisions, place, reservations)
-    waits = {w.job_id: w.reason for w in decisions.waits}
+    due = any(reservation.reserved_at <= now for reservation in reservations)
+    if not due and not any(may_be_owed(ctx, name) for name in ctx.queues):
+        return ()
+    pending = {job.job_id: job for job in ctx.snapshot.pending}
+    run = _Run(ctx, decisions, place, reservations, pending)
+    hopeless: set[str] = set()  # queues owed not even one GPU, until the ledger changes
     for wait in decisions.waits:
+        if wait.reason not in RECLAIMABLE_WAITS:
+            continue
         job = pending.get(wait.job_id)
-        if job is not None and wait.reason in RECLAIMABLE_WAITS and run.ledger.owed(job):
+        if job is None or job.queue in hopeless:
+            continue
+        if run.ledger.owed(job):
+            booked = len(run.booked)
             run.reclaim_for(job)
+            if len(run.booked) != booked:  # GPUs moved: every queue's standing may change
+                hopeless.clear()
+        elif not run.ledger.may_owe(job.queue):
+            hopeless.add(job.queue)
+    if not due:
+        return tuple(run.preemptions)
+    waits = {w.job_id: w.reason for w in decisions.waits}
     for reservation in reservations:
         job = pending.get(reservation.job_id)
         due = reservation.reserved_at <= ctx.snapshot.now
@@ -151,13 +175,23 @@ class _Run:
     """One ``reclaim``: the ledger, the future pool, the victims not used yet."""
 
     def __init__(
-        self, ctx: Context, decisions: Decisions, place: Place, reservations: list[Reservation]
+        self,
+        ctx: Context,
+        decisions: Decisions,
+        place: Place,
+        reservations: list[Reservation],
+        pending: dict[int, PendingJob],
     ) -> None:
-        self.ctx, self.place, self.reservations = ctx, place, reservations
+        self.ctx, self.place, self.reservations, self.pending = ctx, place, reservations, pending
         self.future = _future_pool(ctx, decisions)
         self.occupancy = Occupancy(ctx, decisions.placements)
         self.ledger = Ledger(ctx)
         self.victims = _eligible_victims(ctx)
+        self.on_node: dict[str, list[_Victim]] = {}  # the victims by the nodes they run on
+        for victims in self.victims.values():
+            for victim in victims:
+                for node in {ref.node for ref in victim.running.gpus}:
+                    self.on_node.setdefault(node, []).append(victim)
         self.preemptions: list[Preemption] = []
         self.booked: set[int] = set()  # jobs given GPUs in the future pool
         self.gone: set[int] = set()  # attempts chosen as victims: not chosen again
@@ -172,12 +206,19 @@ class _Run:
 
     def free_reservation(self, job: PendingJob, reservation: Reservation) -> None:
         def can_give(ledger: Ledger, running: RunningJob) -> bool:
+            if running.queue == job.queue:  # never the reserved job's own queue
+                return False
             at_share = ledger.over_share(running.queue) >= -EPSILON
             return at_share and ledger.keeps_guarantees(running, job.queue)
 
-        reserved = set(reservation.gpus)
+        reserved = {(ref.node, ref.index) for ref in reservation.gpus}
+        nearby = {id(v) for node in {n for n, _ in reserved} for v in self.on_node.get(node, ())}
         occupiers = {
-            queue: [v for v in victims if reserved.intersection(v.running.gpus)]
+            queue: [
+                v
+                for v in victims
+                if id(v) in nearby and any((r.node, r.index) in reserved for r in v.running.gpus)
+            ]
             for queue, victims in self.victims.items()
         }
         why = f"to free the GPUs reserved for job {job.job_id}, due now"
@@ -218,7 +259,7 @@ class _Run:
     def _forbidden(self, job: PendingJob) -> set[GpuRef]:
         """GPUs reserved for other jobs that ``job`` may not take: those of reservations
         due now, and, as in the pass, those it would not leave in time (a preemptible job
-        may use any that are not due)."""
+        may use any that are not due, but its own queue's)."""
         now = self.ctx.snapshot.now
         ends = math.inf if job.time_limit_s is None else now + job.time_limit_s
         forbidden: set[GpuRef] = set()
@@ -226,7 +267,10 @@ class _Run:
             at = reservation.reserved_at
             if reservation.job_id == job.job_id:
                 continue
-            if at <= now or not (job.preemptible or (not math.isinf(at) and ends <= at)):
+            holder = self.pending.get(reservation.job_id)
+            own = holder is not None and holder.queue == job.queue
+            lent = job.preemptible and not own
+            if at <= now or not (lent or (not math.isinf(at) and ends <= at)):
                 forbidden.update(reservation.gpus)
         return forbidden
 

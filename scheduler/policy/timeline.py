@@ -6,7 +6,10 @@ its attempt is stopping; ``max(now, ends_by)`` for an attempt with a time limit;
 for one without (it never ends by itself). A placement of this pass holds its GPUs
 until ``now + time_limit_s``. With ``params.reserve_preemptible_gpus``, a preemptible
 running attempt's GPUs count as free from ``max(now, started_at + min_runtime_s)`` when that is
-sooner: the preemption piece may stop it from then on. Reserved GPUs leave the
+sooner: the preemption piece may stop it from then on, but never for a job of the
+attempt's own queue (the queue's order already chose between them, and reclaim never
+takes a victim from the reserved job's own queue): for a request of that queue they
+count by the time limit alone (``earliest(request, queue)``). Reserved GPUs leave the
 timeline (``block``), so the reservations of a pass are disjoint.
 
 ``earliest(request)``: for one node, the node whose ``gpus``-th soonest matching
@@ -50,23 +53,36 @@ class _Node:
     free_at: dict[int, float]  # GPU index -> when it is free at the latest
     usable: dict[int, Kind]  # healthy GPUs that no reservation holds
     reserved: bool = False  # some of its GPUs are reserved: never whole for another job
-    times: dict[Match, tuple[float, ...]] = field(default_factory=dict)
+    # GPU index -> (queue, when free by its time limit) for GPUs whose preemptible holder
+    # counts as free early (at min runtime): for a job of that queue, the later time holds
+    early: dict[int, tuple[str, float]] = field(default_factory=dict)
+    early_queues: frozenset[str] = frozenset()
+    times: dict[tuple[Match, str | None], tuple[float, ...]] = field(default_factory=dict)
 
-    def soonest(self, key: Match, kinds: frozenset[Kind]) -> tuple[float, ...]:
+    def free_times(self, queue: str | None) -> dict[int, float]:
+        """When each GPU is free for a job of ``queue`` (None: of no particular queue)."""
+        if queue is None or queue not in self.early_queues:
+            return self.free_at
+        own = {i: at for i, (holder, at) in self.early.items() if holder == queue}
+        return {**self.free_at, **own}
+
+    def soonest(self, key: Match, kinds: frozenset[Kind], queue: str | None) -> tuple[float, ...]:
         """When its usable GPUs of these kinds free up, soonest first (a tuple of floats:
         the garbage collector stops following it, a thousand nodes' worth cost nothing)."""
-        found = self.times.get(key)
+        cache = (key, queue if queue in self.early_queues else None)
+        found = self.times.get(cache)
         if found is None:
-            free_at = self.free_at
+            free_at = self.free_times(cache[1])
             found = tuple(sorted(free_at[i] for i, kind in self.usable.items() if kind in kinds))
-            self.times[key] = found
+            self.times[cache] = found
         return found
 
-    def first(self, kinds: frozenset[Kind], count: int) -> list[int]:
+    def first(self, kinds: frozenset[Kind], count: int, queue: str | None) -> list[int]:
         """The ``count`` usable GPUs of these kinds that free up first (ties: index)."""
+        free_at = self.free_times(queue)
         return sorted(
             (i for i, kind in self.usable.items() if kind in kinds),
-            key=lambda i: (self.free_at[i], i),
+            key=lambda i: (free_at[i], i),
         )[:count]
 
     def changed(self) -> None:
@@ -108,6 +124,19 @@ class Timeline:
             for view in up
         ]
         self._by_name = {node.view.name: node for node in self._nodes}
+        self._mark_early(ends)
+
+    def _mark_early(self, ends: dict[int, float]) -> None:
+        """Note the GPUs counted free early for their holder's own queue (``_Node.early``)."""
+        for job_id, running in self._running.items():
+            late = self._free_at(running, own=True)
+            if late == ends[job_id]:
+                continue
+            for ref in running.gpus:
+                node = self._by_name.get(ref.node)
+                if node is not None and _holder(node.view, ref.index) == job_id:
+                    node.early[ref.index] = (running.queue, late)
+                    node.early_queues = node.early_queues | {running.queue}
 
     def _kind(self, gpu_type: str, memory_mib: int) -> Kind:
         """The one tuple of each kind (8,000 GPUs share a handful of them)."""
@@ -116,12 +145,13 @@ class Timeline:
             kind = self._kinds[gpu_type, memory_mib] = (gpu_type.casefold(), memory_mib)
         return kind
 
-    def _free_at(self, running: RunningJob) -> float:
+    def _free_at(self, running: RunningJob, *, own: bool = False) -> float:
+        """When its GPUs are free; ``own``: for a job of its own queue (no preemption)."""
         if running.stopping:
             return self.now
         ends = running.ends_by
         at = INF if ends is None else max(self.now, ends)
-        if running.preemptible and self._params.reserve_preemptible_gpus:
+        if running.preemptible and self._params.reserve_preemptible_gpus and not own:
             return min(at, max(self.now, running.started_at + self._params.min_runtime_s))
         return at
 
@@ -132,6 +162,7 @@ class Timeline:
             node = self._by_name.get(ref.node)
             if node is not None:
                 node.free_at[ref.index] = at
+                node.early.pop(ref.index, None)
                 node.changed()
 
     def block(self, gpus: Iterable[GpuRef]) -> None:
@@ -143,22 +174,26 @@ class Timeline:
                 node.reserved = True
                 node.changed()
 
-    def earliest(self, request: ResourceRequest) -> Slot | None:
-        """Where and when ``request`` can start first (see the module); None: never."""
+    def earliest(self, request: ResourceRequest, queue: str | None = None) -> Slot | None:
+        """Where and when ``request``, of a job of ``queue``, can start first (see the
+        module); None: never."""
         if request.gpus <= 0:
             return None
         if request.nodes > 1:
-            return self._whole_nodes(request)
-        return self._one_node(request)
+            return self._whole_nodes(request, queue)
+        return self._one_node(request, queue)
 
-    def occupiers(self, gpus: Iterable[GpuRef]) -> tuple[int, ...]:
-        """Attempt ids of the preemptible, not stopping, attempts holding any of ``gpus``."""
+    def occupiers(self, gpus: Iterable[GpuRef], queue: str | None = None) -> tuple[int, ...]:
+        """Attempt ids of the preemptible, not stopping, attempts holding any of ``gpus``,
+        but those of ``queue`` (the reserved job's: never preempted for it)."""
         found: set[int] = set()
         for ref in gpus:
             node = self._by_name.get(ref.node)
             holder = None if node is None else _holder(node.view, ref.index)
             running = None if holder is None else self._running.get(holder)
-            if running is not None and running.preemptible and not running.stopping:
+            if running is None or running.queue == queue:
+                continue
+            if running.preemptible and not running.stopping:
                 found.add(running.attempt_id)
         return tuple(sorted(found))
 
@@ -173,12 +208,12 @@ class Timeline:
             )
         return found
 
-    def _one_node(self, request: ResourceRequest) -> Slot | None:
+    def _one_node(self, request: ResourceRequest, queue: str | None) -> Slot | None:
         key, g = match_of(request), request.gpus
         kinds = self._kinds_for(key)
         best: tuple[float, _Node] | None = None
         for node in self._nodes:
-            times = node.soonest(key, kinds)
+            times = node.soonest(key, kinds, queue)
             if len(times) >= g and (best is None or times[g - 1] < best[0]):
                 best = (times[g - 1], node)
                 if best[0] <= self.now:
@@ -186,15 +221,16 @@ class Timeline:
         if best is None:
             return None
         at, node = best
-        return Slot(at, tuple(GpuRef(node.view.name, i) for i in sorted(node.first(kinds, g))))
+        first = sorted(node.first(kinds, g, queue))
+        return Slot(at, tuple(GpuRef(node.view.name, i) for i in first))
 
-    def _whole_nodes(self, request: ResourceRequest) -> Slot | None:
+    def _whole_nodes(self, request: ResourceRequest, queue: str | None) -> Slot | None:
         key, g = match_of(request), request.gpus
         kinds = self._kinds_for(key)
         candidates = [
-            (max(node.free_at.values(), default=self.now), order, node)
+            (max(node.free_times(queue).values(), default=self.now), order, node)
             for order, node in enumerate(self._nodes)
-            if not node.reserved and len(node.soonest(key, kinds)) >= g
+            if not node.reserved and len(node.soonest(key, kinds, queue)) >= g
         ]
         if len(candidates) < request.nodes:
             return None

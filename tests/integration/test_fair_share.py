@@ -139,18 +139,7 @@ def make_cluster(database_url: str, tmp_path: Path) -> Iterator[object]:
         rt.db.dispose()
 
 
-SELF_PREEMPTION = (
-    "reclaim stops a queue's own attempts for that queue's own due reservation (rule 2 of "
-    "scheduler/policy/preemption.py): with reserve_preemptible_gpus a backlogged queue's "
-    "head job has a reservation due as soon as min_runtime_s has passed, and its occupiers "
-    "are the queue's own jobs at its fair share; one is preempted every cycle"
-)
-
-
-@pytest.mark.parametrize(
-    "preemption",
-    ["none", pytest.param("reclaim", marks=pytest.mark.xfail(reason=SELF_PREEMPTION, strict=True))],
-)
+@pytest.mark.parametrize("preemption", ["none", "reclaim"])
 def test_an_idle_queues_share_is_lent_to_the_other(make_cluster: object, preemption: str) -> None:
     pieces = require(preemption=preemption)
     cluster: Cluster = make_cluster(guarantee=2, **pieces)  # type: ignore[operator]
