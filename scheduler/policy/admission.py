@@ -32,6 +32,7 @@ from typing import cast
 from scheduler.domain.decisions import Wait, WaitReason
 from scheduler.domain.snapshot import PendingJob
 from scheduler.policy.context import Context, QueueState
+from scheduler.policy.explain import make_wait
 from scheduler.policy.fairshare import guarantee, type_quota
 
 # What ``quota`` found for one kind of job (a reason and the message around the job
@@ -70,7 +71,8 @@ def quota(ctx: Context, job: PendingJob) -> Wait | None:
     if verdict is None:
         return None
     reason, before, after = verdict
-    return Wait(job.job_id, reason, f"{before}{job.job_id}{after}" if after else before)
+    message = f"{before}{job.job_id}{after}" if after else before
+    return make_wait(job.job_id, reason, message, None, None)
 
 
 def _verdict(ctx: Context, job: PendingJob, gpus: int) -> _Verdict:

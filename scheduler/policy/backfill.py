@@ -53,6 +53,7 @@ from scheduler.policy.explain import (
     count,
     describe_request,
     explain_wait,
+    gc_paused,
     shape_of,
     starting,
 )
@@ -89,7 +90,8 @@ def backfill(
 ) -> Decisions:
     """EASY backfill with one reservation per queue (see the module docstring)."""
     run = _Backfill(ctx, place)
-    waits = run.walk(ordered, admit)
+    with gc_paused():
+        waits = run.walk(ordered, admit)
     ctx.extra["pool"] = run.free
     ctx.extra["reservations"] = list(run.reservations)
     return Decisions(placements=tuple(run.placements), waits=waits.finish(run.explain))
@@ -128,6 +130,8 @@ class _Backfill:
         """The pass: every job in order starts, reserves, or waits (see the module)."""
         ctx, now, waits = self.ctx, self.now, WaitList()
         add, failed, queues, keys = waits.add, self._failed, self._queues, self._keys
+        own_failed, inf, isinf = self._own_failed, math.inf, math.isinf
+        add_job, add_wait, add_key = waits.appenders()  # ``add(job, None, key)``, inline
         for job in ordered:  # the hot loop: 50,000 jobs
             if job.not_before is not None and job.not_before > now:
                 add(job, backoff_wait(job, now))
@@ -136,12 +140,32 @@ class _Backfill:
             if wait is not None:
                 add(job, wait)
                 continue
-            shape = shape_of(job.request)
-            if job.preemptible and shape in failed[0] and job.queue in queues:
-                key = keys.get(shape)  # the common case, inline: it waits as others did
-                if key is not None:
-                    add(job, None, key)
-                    continue
+            request = job.request  # ``shape_of``, inline
+            shape = (request.gpus, request.nodes, request.gpu_type, request.gpu_memory_mib)
+            if job.preemptible and job.queue in queues:
+                if shape in failed[0]:
+                    key = keys.get(shape)  # the common case, inline: it waits as others did
+                    if key is not None:
+                        add_job(job)
+                        add_wait(None)
+                        add_key(key)
+                        continue
+                # the next most common, inline: what ``start`` does for a job that may
+                # not use its queue's reservation and whose shape failed beside it
+                reservation = queues[job.queue]
+                limit, at = job.time_limit_s, reservation.reserved_at
+                ends = inf if limit is None else now + limit
+                if (
+                    reservation.job_id != job.job_id
+                    and ends > (-inf if isinf(at) else at)  # ``allows_until``, inline
+                    and shape in own_failed[job.queue]
+                ):
+                    key = keys.get(("own", shape, job.queue))
+                    if key is not None:
+                        add_job(job)
+                        add_wait(None)
+                        add_key(key)
+                        continue
             key = self.start(job, shape)
             if key is None:
                 ctx.charge(job)

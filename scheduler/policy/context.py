@@ -25,6 +25,8 @@ when missing):
   The backfill pass writes ``backfill.Reservation``s, at most one per queue, their GPUs
   disjoint; ``reserved_at`` is ``inf`` when the GPUs wait on attempts without a time
   limit, and ``occupiers`` names the preemptible attempts now holding some of ``gpus``.
+- ``"reclaim_allocated"``: ``preemption.reclaim``'s own cache of the snapshot's allocated
+  GPUs as ``(node, index)`` tuples (built once per context).
 """
 
 from __future__ import annotations
@@ -118,13 +120,18 @@ class Context:
 def make_context(snapshot: Snapshot, params: PolicyParams | None = None) -> Context:
     queues = {q.name: QueueState(q) for q in snapshot.queues}
     ctx = Context(snapshot, params or PolicyParams(), queues, capacity=_capacity(snapshot))
-    gpu_types = {GpuRef(n.name, g.index): g.gpu_type for n in snapshot.nodes for g in n.gpus}
+    # by (node, index): plain tuples hash in C, ``GpuRef``s in Python
+    gpu_types = {(n.name, g.index): g.gpu_type for n in snapshot.nodes for g in n.gpus}
     for running in snapshot.running:
         if not running.stopping:
             for ref in running.gpus:
-                _add_held(ctx, running.queue, 1, gpu_types.get(ref))
+                _add_held(ctx, running.queue, 1, gpu_types.get((ref.node, ref.index)))
+    pending: dict[str, int] = {}  # summed locally: 50,000 jobs, a few dozen queues
     for job in snapshot.pending:
-        ctx.queue(job.queue).pending_gpus += job.request.total_gpus
+        request = job.request  # ``total_gpus``, without the property call
+        pending[job.queue] = pending.get(job.queue, 0) + request.gpus * request.nodes
+    for name, gpus in pending.items():
+        ctx.queue(name).pending_gpus += gpus
     demand = {name: float(q.held + q.pending_gpus) for name, q in ctx.queues.items()}
     views = [q.view for q in ctx.queues.values()]
     for name, share in fair_shares(views, demand, ctx.capacity).items():

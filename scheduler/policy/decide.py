@@ -33,7 +33,14 @@ from scheduler.policy.context import (
     Preempt,
     make_context,
 )
-from scheduler.policy.explain import Shape, WaitList, backoff_wait, explain_wait, shape_of
+from scheduler.policy.explain import (
+    Shape,
+    WaitList,
+    backoff_wait,
+    explain_wait,
+    gc_paused,
+    shape_of,
+)
 from scheduler.policy.pool import FreePool
 
 
@@ -63,6 +70,12 @@ class Policy:
     name: str = "custom"
 
     def decide(self, snapshot: Snapshot) -> Decisions:
+        # a cycle makes ~100,000 short-lived acyclic objects: collections of the cyclic
+        # garbage collector meanwhile would walk them all, and find nothing to free
+        with gc_paused():
+            return self._decide(snapshot)
+
+    def _decide(self, snapshot: Snapshot) -> Decisions:
         ctx = make_context(snapshot, self.params)
         ordered = self.ordering(ctx)
         decisions = self.backfill(ctx, ordered, self.placement, self.admission)

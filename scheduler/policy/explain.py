@@ -14,9 +14,11 @@ backoff; eligible again in 30 s" (position 1 of ``r``).
 
 from __future__ import annotations
 
+import gc
 import math
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 from scheduler.domain.decisions import Wait, WaitReason
 from scheduler.domain.snapshot import NodeView, PendingJob, ResourceRequest
@@ -28,6 +30,55 @@ Shape = tuple[int, int, str | None, int | None]
 def shape_of(request: ResourceRequest) -> Shape:
     """A request as a plain tuple: hashes and compares faster than the dataclass."""
     return (request.gpus, request.nodes, request.gpu_type, request.gpu_memory_mib)
+
+
+def _wait_maker() -> Callable[[int, WaitReason, str, int | None, float | None], Wait]:
+    """``Wait(job_id, reason, message, position, estimated_start)``, about twice as fast:
+    a frozen dataclass's ``__init__`` sets each field through ``object.__setattr__``
+    by name; with slots, the field descriptors set them directly (same object, same
+    equality). Falls back to the constructor if ``Wait`` ever loses its slots."""
+    fields = ("job_id", "reason", "message", "position", "estimated_start")
+    if not all(type(getattr(Wait, f, None)).__name__ == "member_descriptor" for f in fields):
+        return Wait
+    new = object.__new__
+    set_id, set_reason, set_message, set_position, set_start = (
+        getattr(Wait, f).__set__ for f in fields
+    )
+
+    def make(
+        job_id: int,
+        reason: WaitReason,
+        message: str,
+        position: int | None,
+        estimated_start: float | None,
+    ) -> Wait:
+        wait = new(Wait)
+        set_id(wait, job_id)
+        set_reason(wait, reason)
+        set_message(wait, message)
+        set_position(wait, position)
+        set_start(wait, estimated_start)
+        return wait
+
+    return make
+
+
+make_wait = _wait_maker()
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """The cyclic garbage collector off for a hot loop of a pass, back on after (if it
+    was on). Tens of thousands of new acyclic objects (waits, list rows) would otherwise
+    set off collections that walk every live object, for no cycle to find."""
+    paused = gc.isenabled()
+    if paused:
+        gc.disable()
+    try:
+        yield
+    finally:
+        if paused:
+            gc.enable()
 
 
 class WaitList:
@@ -51,25 +102,39 @@ class WaitList:
         self._waits.append(wait)
         self._keys.append(key)
 
+    def appenders(
+        self,
+    ) -> tuple[Callable[[PendingJob], None], Callable[[Wait | None], None], Callable[[int], None]]:
+        """The three appends that ``add`` makes (job, wait, key), for a hot loop that
+        records a wait inline, without the method call; always all three, in step."""
+        return self._jobs.append, self._waits.append, self._keys.append
+
     def finish(self, explain: Callable[[PendingJob], Wait]) -> tuple[Wait, ...]:
         """The waits with their positions; a deferred one takes the reason, message and
-        estimated start that ``explain`` gives the first job of its key."""
+        estimated start that ``explain`` gives the first job of its key.
+
+        The garbage collector is paused meanwhile (``gc_paused``).
+        """
+        with gc_paused():
+            return self._finish(explain)
+
+    def _finish(self, explain: Callable[[PendingJob], Wait]) -> tuple[Wait, ...]:
         lines: dict[str, int] = {}
         explained: dict[int, tuple[WaitReason, str, float | None]] = {}
         waits: list[Wait] = []
-        append = waits.append
+        append, make = waits.append, make_wait
         for job, wait, key in zip(self._jobs, self._waits, self._keys, strict=True):
             queue = job.queue
             position = lines[queue] = lines.get(queue, 0) + 1
             if wait is not None:
-                append(Wait(job.job_id, wait.reason, wait.message, position, wait.estimated_start))
+                append(make(job.job_id, wait.reason, wait.message, position, wait.estimated_start))
                 continue
             found = explained.get(key)
             if found is None:
                 first = explain(job)
                 found = explained[key] = (first.reason, first.message, first.estimated_start)
             reason, message, start = found
-            append(Wait(job.job_id, reason, message, position, start))
+            append(make(job.job_id, reason, message, position, start))
         return tuple(waits)
 
 
@@ -79,7 +144,7 @@ def backoff_wait(job: PendingJob, now: float) -> Wait | None:
         return None
     seconds = math.ceil(job.not_before - now)
     message = f"waits out its retry backoff; eligible again in {seconds} s"
-    return Wait(job_id=job.job_id, reason=WaitReason.BACKOFF, message=message)
+    return make_wait(job.job_id, WaitReason.BACKOFF, message, None, None)
 
 
 def explain_wait(job: PendingJob, pool: FreePool) -> Wait:

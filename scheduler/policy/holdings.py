@@ -17,7 +17,8 @@ Example: ``prod`` (guarantee 4, fair share 4) holds 2: a 2-GPU job is owed (4 <=
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
 
 from scheduler.domain.decisions import Placement
 from scheduler.domain.snapshot import (
@@ -46,10 +47,8 @@ class Ledger:
             for name, state in ctx.queues.items()
             for gpu_type, held in state.held_by_type.items()
         }
-        self.gpu_types = {
-            GpuRef(n.name, g.index): g.gpu_type.casefold()
-            for n in ctx.snapshot.nodes
-            for g in n.gpus
+        self.gpu_types = {  # by (node, index): tuples hash in C, ``GpuRef``s in Python
+            (n.name, g.index): g.gpu_type.casefold() for n in ctx.snapshot.nodes for g in n.gpus
         }
         self.types_of: dict[int, Counter[str]] = {}  # by attempt id; shared by copies
 
@@ -107,6 +106,8 @@ class Ledger:
             org_view = self.ctx.queues[org].view
             if self.held.get(org, 0.0) - gpus < guarantee(org_view):
                 return False
+        if not view.type_quotas:  # no type guarantee to keep (``type_quota`` is None)
+            return True
         for gpu_type, count in self._types(running).items():
             quota = type_quota(view, gpu_type)
             held = self.by_type.get((queue, gpu_type), 0)
@@ -132,7 +133,10 @@ class Ledger:
     def _types(self, running: RunningJob) -> Counter[str]:
         types = self.types_of.get(running.attempt_id)
         if types is None:
-            types = Counter(t for ref in running.gpus if (t := self.gpu_types.get(ref)) is not None)
+            found = self.gpu_types.get
+            types = Counter(
+                t for ref in running.gpus if (t := found((ref.node, ref.index))) is not None
+            )
             self.types_of[running.attempt_id] = types
         return types
 
@@ -143,7 +147,9 @@ class Occupancy:
     def __init__(self, ctx: Context, placements: Iterable[Placement]) -> None:
         up = [n for n in ctx.snapshot.nodes if n.schedulable]
         self.views: dict[str, NodeView] = {n.name: n for n in up}
-        self.gpus: dict[GpuRef, GpuView] = {GpuRef(n.name, g.index): g for n in up for g in n.gpus}
+        self.gpus: dict[tuple[str, int], GpuView] = {
+            (n.name, g.index): g for n in up for g in n.gpus
+        }
         self.free = {n.name: {g.index for g in n.free_gpus()} for n in up}
         self.held = {n.name: {g.index for g in n.gpus if g.allocated_to is not None} for n in up}
         self._matches: dict[tuple[str, str | None, int | None], frozenset[int]] = {}
@@ -161,22 +167,28 @@ class Occupancy:
 
     def release(self, gpus: Iterable[GpuRef]) -> None:
         for ref in gpus:
-            gpu = self.gpus.get(ref)
+            gpu = self.gpus.get((ref.node, ref.index))
             if gpu is not None and ref.index in self.held[ref.node]:
                 self.held[ref.node].discard(ref.index)
                 if gpu.healthy:
                     self.free[ref.node].add(ref.index)
 
     def usable(
-        self, node: str, request: ResourceRequest, released: Iterable[GpuRef], off: set[GpuRef]
+        self,
+        node: str,
+        request: ResourceRequest,
+        released: Iterable[GpuRef],
+        off: Mapping[str, AbstractSet[int]],
     ) -> int:
         """How many GPUs of ``node`` matching ``request`` are free once ``released`` are,
-        leaving out those in ``off`` (reserved for others)."""
+        leaving out those in ``off`` (reserved for others: indices by node, see
+        ``by_node``)."""
         if node not in self.views:
             return 0
         matching = self._matching(node, request)
         indices = (self.free[node] | {ref.index for ref in released if ref.node == node}) & matching
-        return sum(1 for i in indices if GpuRef(node, i) not in off) if off else len(indices)
+        withheld = off.get(node)
+        return len(indices - withheld) if withheld else len(indices)
 
     def idle_once(self, node: str, released: Iterable[GpuRef]) -> bool:
         """Whether ``node`` has no held GPU once ``released`` are free."""
@@ -192,6 +204,14 @@ class Occupancy:
             found = frozenset(g.index for g in gpus if g.healthy and gpu_matches(request, g))
             self._matches[key] = found
         return found
+
+
+def by_node(gpus: Iterable[GpuRef]) -> dict[str, set[int]]:
+    """GPU indices by node: what ``Occupancy.usable`` takes as GPUs to leave out."""
+    found: dict[str, set[int]] = {}
+    for ref in gpus:
+        found.setdefault(ref.node, set()).add(ref.index)
+    return found
 
 
 def may_be_owed(ctx: Context, queue: str) -> bool:

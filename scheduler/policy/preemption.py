@@ -52,7 +52,7 @@ from scheduler.domain.decisions import Decisions, Placement, Preemption, WaitRea
 from scheduler.domain.snapshot import GpuRef, PendingJob, RunningJob
 from scheduler.policy.context import Context, Place, Pool
 from scheduler.policy.fairshare import guarantee
-from scheduler.policy.holdings import EPSILON, Ledger, Occupancy, may_be_owed
+from scheduler.policy.holdings import EPSILON, Ledger, Occupancy, by_node, may_be_owed
 from scheduler.policy.pool import FreePool
 
 RECLAIMABLE_WAITS = frozenset({WaitReason.INSUFFICIENT_GPUS, WaitReason.RESERVED})
@@ -98,7 +98,8 @@ def reclaim(ctx: Context, decisions: Decisions, place: Place) -> tuple[Preemptio
             hopeless.add(job.queue)
     if not due:
         return tuple(run.preemptions)
-    waits = {w.job_id: w.reason for w in decisions.waits}
+    held = {reservation.job_id for reservation in reservations}  # only theirs are read
+    waits = {w.job_id: w.reason for w in decisions.waits if w.job_id in held}
     for reservation in reservations:
         job = pending.get(reservation.job_id)
         due = reservation.reserved_at <= ctx.snapshot.now
@@ -123,18 +124,22 @@ def _future_pool(ctx: Context, decisions: Decisions) -> Pool:
     allocated = _allocated(ctx)
     for running in ctx.snapshot.running:
         if running.stopping:
-            future.release(ref for ref in running.gpus if ref in allocated)
+            future.release(ref for ref in running.gpus if (ref.node, ref.index) in allocated)
     return future
 
 
-def _allocated(ctx: Context) -> set[GpuRef]:
-    """The GPUs the snapshot shows allocated: the only ones a what-if may release."""
-    return {
-        GpuRef(n.name, g.index)
-        for n in ctx.snapshot.nodes
-        for g in n.gpus
-        if g.allocated_to is not None
-    }
+def _allocated(ctx: Context) -> set[tuple[str, int]]:
+    """The GPUs the snapshot shows allocated, as (node, index): the only ones a what-if
+    may release. Plain tuples: they hash in C, ``GpuRef`` in Python. Once per context."""
+    found = cast("set[tuple[str, int]] | None", ctx.extra.get("reclaim_allocated"))
+    if found is None:
+        found = ctx.extra["reclaim_allocated"] = {
+            (n.name, g.index)
+            for n in ctx.snapshot.nodes
+            for g in n.gpus
+            if g.allocated_to is not None
+        }
+    return found
 
 
 @dataclass(frozen=True)
@@ -155,7 +160,7 @@ def _eligible_victims(ctx: Context) -> dict[str, list[_Victim]]:
     for running in ctx.snapshot.running:
         if running.stopping or not running.preemptible or not running.gpus:
             continue
-        if not allocated.issuperset(running.gpus):
+        if not all((ref.node, ref.index) in allocated for ref in running.gpus):
             continue
         if now - running.started_at < min_runtime_s:
             continue
@@ -315,6 +320,7 @@ class _Search:
         heapq.heapify(self.heap)
         self.on_node: dict[str, list[RunningJob]] = {}  # chosen victims by node
         self.ready: set[str] = set()  # nodes idle once their victims go (multi-node jobs)
+        self.off_at = by_node(off)  # ``off`` as ``Occupancy.usable`` takes it
         request = job.request
         self.idle_now = 0
         if request.nodes > 1:
@@ -323,7 +329,7 @@ class _Search:
                 1
                 for node in occupancy.views
                 if occupancy.idle_once(node, ())
-                and occupancy.usable(node, request, (), off) >= request.gpus
+                and occupancy.usable(node, request, (), self.off_at) >= request.gpus
             )
 
     def run(self) -> tuple[list[RunningJob], Placement] | None:
@@ -359,13 +365,13 @@ class _Search:
         if request.nodes <= 1:
             for node in nodes:
                 released = [ref for r in self.on_node[node] for ref in r.gpus]
-                if occupancy.usable(node, request, released, self.off) >= request.gpus:
+                if occupancy.usable(node, request, released, self.off_at) >= request.gpus:
                     return list(self.on_node[node])
             return None
         for node in nodes:
             released = [ref for r in self.on_node[node] for ref in r.gpus]
             idle = occupancy.idle_once(node, released)
-            if idle and occupancy.usable(node, request, released, self.off) >= request.gpus:
+            if idle and occupancy.usable(node, request, released, self.off_at) >= request.gpus:
                 self.ready.add(node)
         if self.idle_now + len(self.ready) < request.nodes:
             return None
