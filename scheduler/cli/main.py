@@ -30,6 +30,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "server": ("scheduler.cli.server:server", "Run the corral server."),
     "db": ("scheduler.cli.db:db", "Manage the server's database."),
     "demo": ("scheduler.cli.demo:demo", "Run a local demo cluster."),
+    "simulate": ("scheduler.cli.simulate:simulate", "Replay a job trace through a policy."),
 }
 
 

@@ -2,7 +2,8 @@
 
 Rules (design: "Rooms of the code"): pynvml only in agents/gpu/nvml.py; sqlalchemy only
 in scheduler/store/ (and migrations/); ray only in agents/raycluster.py and workloads/;
-torch only in workloads/; click only in scheduler/cli/. scheduler/domain and
+torch only in workloads/; click only in scheduler/cli/; matplotlib only in
+scheduler/sim/plots.py (an optional dependency). scheduler/domain and
 scheduler/policy are pure: no I/O library, no clock or logging module, no other room of
 the scheduler; the policy imports only the standard library and scheduler.domain.
 Every import counts: at module level, inside functions, under TYPE_CHECKING, relative,
@@ -158,6 +159,7 @@ CONFINED = [
     Confined(("ray",), ("agents/raycluster.py", "workloads/")),
     Confined(("torch", "torchvision", "torchaudio"), ("workloads/",)),
     Confined(("click",), ("scheduler/cli/",)),
+    Confined(("matplotlib",), ("scheduler/sim/plots.py",)),  # optional: imported lazily
 ]
 
 
