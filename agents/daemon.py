@@ -4,10 +4,13 @@
    (``Runner.stop_orphans``, grace ``orphan_grace_s``). Those attempts are then not
    reported, so the server ends them as lost and requeues their jobs; they are never
    running twice, once left over and once started again.
-1. sync: post the node's actual state, apply the desired state in the reply by the
-   rules of ``scheduler.domain.sync`` (start, stop, stop the unlisted, forget).
+1. sync: post the node's actual state (with what each attempt's progress file says,
+   ``agents.progress``), apply the desired state in the reply by the rules of
+   ``scheduler.domain.sync`` (start, stop, after its notice signal if it has one,
+   ``agents.notice``; stop the unlisted, forget).
 2. watch: every ``WATCH_INTERVAL_S``, reap exits and enforce stop deadlines, tell the
-   GPU backend what runs, and wake the sync when an attempt or its log changed.
+   GPU backend what runs, and wake the sync when an attempt or its log changed; stop
+   every attempt when the server has been out of reach too long (``agents.fencing``).
 3. sample: every ``sample_interval_s``, GPU and host samples for the next sync.
 
 Besides the runner's records the daemon owns, per held attempt, the log bytes the
@@ -20,7 +23,8 @@ When to sync. A request with news (the first after start or after a failure, an
 attempt whose state the server has not received, log bytes it lacks) goes at once
 with ``wait_s=0``; log news alone goes at most once per ``log_flush_interval_s``
 unless a backlog is draining. Without news the request is a long poll
-(``wait_s=long_poll_s``) that any local change cancels. A request with news never
+(``wait_s=long_poll_s``, shortened to fit the node timeout: ``agents.fencing``) that
+any local change cancels. A request with news never
 long-polls: its reply carries the acks, and a busy log would otherwise keep
 cancelling its own acks.
 """
@@ -40,9 +44,12 @@ from pathlib import Path
 
 import pydantic
 
+from agents.fencing import Fence
 from agents.gpu import GpuBackend, GpuBackendError, select_backend
 from agents.host import HostProbe, node_facts
 from agents.link import AuthError, Link, LinkError, SyncLink
+from agents.notice import Notice, notice_of
+from agents.progress import ProgressFiles
 from agents.runner import AttemptView, Runner
 from scheduler.domain.sync import (
     MAX_LOG_CHUNK_BYTES,
@@ -131,6 +138,8 @@ class Agent:
         self._retry_s = RETRY_MIN_S
         self._down_since: float | None = None
         self._node_state: str | None = None
+        self._progress = ProgressFiles()
+        self._fence = Fence(clock)
 
     def request_stop(self) -> None:
         """Begin the shutdown: stop every attempt, report them once, return EXIT_OK."""
@@ -193,8 +202,10 @@ class Agent:
         self._backend.observe(self._runner.busy_gpus())
         if self._log_grew() or exited:
             self._wake.set()
+        self._fence.check(self._runner)
 
     def _log_exit(self, attempt_id: int) -> None:
+        self._progress.final(attempt_id)  # a checkpoint taken on the way out counts
         view = self._runner.get(attempt_id)
         log.info("attempt %d %s", attempt_id, view.message if view else "exited")
 
@@ -228,9 +239,11 @@ class Agent:
             await self._wait_wake(pause_s)
             return
         short = self._fresh or self._has_state_news() or self._has_log_news()
-        req = self._request(wait_s=0.0 if short else self._config.long_poll_s)
+        long_poll_s = self._fence.long_poll_s(self._config.long_poll_s, self._runner.views())
+        req = self._request(wait_s=0.0 if short else long_poll_s)
+        sent_at = self._clock()
         if short:
-            self._last_short_at = self._clock()
+            self._last_short_at = sent_at
         try:
             reply = await (self._link.sync(req) if short else self._long_poll(req))
         except AuthError as err:
@@ -245,6 +258,7 @@ class Agent:
             return
         self._link_up()
         if reply is not None:
+            self._fence.synced(sent_at, reply.node_timeout_s)
             self._received(req, reply)
             self._apply(reply)
 
@@ -271,10 +285,12 @@ class Agent:
             await asyncio.wait_for(self._wake.wait(), timeout_s)
 
     def _request(self, wait_s: float) -> SyncRequest:
-        reports = [
-            self._runner.report(attempt_id, self._acked.get(attempt_id, 0), MAX_LOG_CHUNK_BYTES)
-            for attempt_id in self._runner.attempt_ids()
-        ]
+        reports = []
+        for attempt_id in self._runner.attempt_ids():
+            acked = self._acked.get(attempt_id, 0)
+            report = self._runner.report(attempt_id, acked, MAX_LOG_CHUNK_BYTES)
+            report.progress = self._progress.read(attempt_id)
+            reports.append(report)
         return SyncRequest(
             node=self._node,
             host=self._host_sample,
@@ -331,7 +347,8 @@ class Agent:
         stops = {stop.attempt_id for stop in reply.stop}
         wanted = {launch.attempt_id for launch in reply.run}
         for stop in reply.stop:
-            self._stop(stop.attempt_id, stop.grace_period_s, stop.reason)
+            notice = notice_of(stop.notice_signal, stop.notice_s)
+            self._stop(stop.attempt_id, stop.grace_period_s, stop.reason, notice)
         for launch in reply.run:
             if launch.attempt_id not in stops:
                 self._start(launch)
@@ -350,8 +367,15 @@ class Agent:
                 self._forgotten[attempt_id] = True
             return
         if launch.ray:
-            log.warning("attempt %d asks for Ray: running it without a Ray cluster", attempt_id)
+            rank, nodes = launch.node_rank, launch.num_nodes
+            log.info(
+                "attempt %d runs in a per-job Ray cluster: node %d of %d",
+                attempt_id,
+                rank + 1,
+                nodes,
+            )
         view = self._runner.start(launch)
+        self._progress.watch(launch)
         ids = (attempt_id, launch.job_id)
         if view.state is AttemptState.LAUNCH_FAILED:
             log.warning("attempt %d (job %d) %s", *ids, view.message)
@@ -359,9 +383,14 @@ class Agent:
             gpus = launch.gpu_indices or "none"
             log.info("started attempt %d (job %d) on GPUs %s, pid %s", *ids, gpus, view.pid)
 
-    def _stop(self, attempt_id: int, grace_period_s: float, reason: str) -> None:
-        if self._runner.stop(attempt_id, grace_period_s, reason):
-            log.info("stopping attempt %d (%s), grace %g s", attempt_id, reason, grace_period_s)
+    def _stop(
+        self, attempt_id: int, grace_period_s: float, reason: str, notice: Notice | None = None
+    ) -> None:
+        if self._runner.stop(attempt_id, grace_period_s, reason, notice):
+            first = f"{notice.name}, {notice.notice_s:g} s before SIGTERM; " if notice else ""
+            log.info(
+                "stopping attempt %d (%s), %sgrace %g s", attempt_id, reason, first, grace_period_s
+            )
 
     def _release(self, view: AttemptView) -> None:
         """An attempt the server lists nowhere: stop it if live, forget it once delivered."""
@@ -372,6 +401,7 @@ class Agent:
         delivered = self._delivered.get(attempt_id) == (view.state, view.exit_code)
         if delivered and self._acked.get(attempt_id, 0) >= self._runner.log_size(attempt_id):
             self._runner.forget(attempt_id)
+            self._progress.forget(attempt_id)
             for table in (self._acked, self._delivered, self._log_seen):
                 table.pop(attempt_id, None)
             self._forgotten[attempt_id] = False

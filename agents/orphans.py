@@ -11,8 +11,9 @@ running across an agent restart, is a later improvement.
 
 Invariant: a group is signalled only right after ``identify`` found it to be the
 attempt's, so a process that reuses a recorded pid is never touched. Linux only
-(``/proc``). A process that left its attempt's process group (``setsid``) escapes,
-as it escapes a normal stop.
+(``/proc``). An attempt is its session: a process that moved to a process group of
+its own (as Ray's workers do) is still stopped; one that left the session
+(``setsid``) escapes, as it escapes a normal stop.
 """
 
 from __future__ import annotations
@@ -133,6 +134,7 @@ WARNING_OUTCOMES = frozenset(
 class ProcStat:
     state: str  # field 3: R, S, D, Z, ...
     pgrp: int  # field 5
+    session: int  # field 6
     start_ticks: int  # field 22
 
 
@@ -145,7 +147,9 @@ def proc_stat(pid: int) -> ProcStat | None:
         return None
     # Field 2, the command in parentheses, may hold spaces and ')'; no later field does.
     fields = text[text.rindex(")") + 2 :].split()
-    return ProcStat(state=fields[0], pgrp=int(fields[2]), start_ticks=int(fields[19]))
+    return ProcStat(
+        state=fields[0], pgrp=int(fields[2]), session=int(fields[3]), start_ticks=int(fields[19])
+    )
 
 
 def boot_id() -> str:
@@ -156,14 +160,51 @@ def boot_id() -> str:
 
 
 def live_groups() -> dict[int, list[int]]:
-    """Process group id -> the pids in it that are not zombies, from one scan of /proc."""
+    """Id -> the live (not zombie) pids whose process group or session has that id.
+
+    An attempt's leader leads its session and its process group, both numbered by its
+    pid. Most of an attempt stays in that group; some programs move their processes
+    to groups of their own (Ray's workers do) but not to another session, so the
+    attempt is everything in its session. One scan of /proc.
+    """
     groups: dict[int, list[int]] = {}
     for name in os.listdir("/proc"):
         if name.isdigit():
             stat = proc_stat(int(name))
             if stat is not None and stat.state != "Z":
                 groups.setdefault(stat.pgrp, []).append(int(name))
+                if stat.session != stat.pgrp:
+                    groups.setdefault(stat.session, []).append(int(name))
     return groups
+
+
+def session_members(sid: int, outside_group: int | None = None) -> list[int]:
+    """The live pids of session ``sid`` (its leader included, if alive); with
+    ``outside_group``, only those not in that process group."""
+    members = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            stat = proc_stat(int(name))
+            if stat is None or stat.state == "Z" or stat.session != sid:
+                continue
+            if outside_group is None or stat.pgrp != outside_group:
+                members.append(int(name))
+    return members
+
+
+def signal_attempt(leader: int, sig: signal.Signals) -> None:
+    """Signal an attempt: the process group ``leader`` and the rest of its session.
+
+    Each process gets the signal once. ``leader`` must be a verified attempt leader
+    (its own session's): the kernel reuses no pid while a group or session of that
+    number exists, so every process signalled is the attempt's. A process gone, or
+    one this user may not signal, is skipped.
+    """
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(leader, sig)
+    for pid in session_members(leader, outside_group=leader):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
 
 
 def _carries(pid: int, record: ProcessRecord) -> bool:
@@ -221,13 +262,6 @@ def stop_groups(records: Mapping[int, ProcessRecord | None], grace_s: float) -> 
     return [found[attempt_id] for attempt_id in sorted(found)]
 
 
-def _killpg(pgid: int, sig: signal.Signals) -> None:
-    """Signal a group; one gone, or none of whose processes this user may signal, is skipped
-    (what still runs afterwards shows in the outcome)."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
-
-
 def _still_running(records: dict[int, ProcessRecord], deadline: float) -> dict[int, ProcessRecord]:
     """Wait until none of the groups runs or ``deadline`` (monotonic); those still running."""
     while True:
@@ -244,10 +278,10 @@ def _end_groups(records: dict[int, ProcessRecord], grace_s: float) -> dict[int, 
     Every signal follows an ``identify`` that found the group still the attempt's.
     """
     for record in records.values():
-        _killpg(record.pgid, signal.SIGTERM)
+        signal_attempt(record.pgid, signal.SIGTERM)
     overdue = _still_running(records, time.monotonic() + grace_s)
     for record in overdue.values():
-        _killpg(record.pgid, signal.SIGKILL)
+        signal_attempt(record.pgid, signal.SIGKILL)
     stuck = _still_running(overdue, time.monotonic() + ORPHAN_KILL_WAIT_S)
     outcomes = dict.fromkeys(records, OrphanOutcome.STOPPED)
     outcomes.update(dict.fromkeys(overdue, OrphanOutcome.KILLED))

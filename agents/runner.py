@@ -2,13 +2,20 @@
 
 The runner owns one record per attempt it holds, from ``start`` until ``forget``.
 Invariants:
-- every attempt runs in its own session, so its process group id is its leader's pid
-  and a signal to the group reaches everything it spawned;
-- when the leader exits, the rest of its group gets SIGKILL *before* the leader is
-  reaped (until then the zombie leader keeps the group id from being reused), so an
+- every attempt runs in its own session, whose id (and its process group's) is its
+  leader's pid; a signal to the attempt goes to the group and to every other process
+  of the session (``orphans.signal_attempt``), so it reaches everything it spawned,
+  even processes that moved to groups of their own (Ray's workers do);
+- when the leader exits, the rest of its session gets SIGKILL *before* the leader is
+  reaped (until then the zombie leader keeps the id from being reused), so an
   attempt never leaves stray children behind;
-- a stop sends SIGTERM once and SIGKILL when its grace deadline passes; nothing here
-  blocks: ``poll()`` reaps exits and enforces deadlines, the caller calls it often;
+- a stop sends SIGTERM once and SIGKILL when its grace deadline passes, preceded by
+  a notice signal and its ``notice_s`` when the stop carries one; a time-limit notice
+  goes out once, on time (``agents.notice``); nothing here blocks: ``poll()`` reaps
+  exits and enforces deadlines, the caller calls it often;
+- a ``ray: true`` attempt is led by ``agents.raysupervisor`` (the launch's argv after
+  ``--``): its SIGTERM goes to the leader alone, which asks the workload to
+  checkpoint before it stops Ray; the SIGKILL after the grace reaches the session;
 - the log ``DATA_DIR/attempts/<id>/output.log`` (stdout and stderr of the attempt,
   written by the process itself, plus ``[corral-agent]`` notes) is only ever
   appended to, so a byte offset into it stays valid, even across agent restarts;
@@ -35,6 +42,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from agents.notice import Notice, send_notice, time_limit_notice
 from agents.orphans import (
     ATTEMPT_ENV,
     JOB_ID_ENV,
@@ -42,9 +50,11 @@ from agents.orphans import (
     Orphan,
     read_record,
     record_process,
+    signal_attempt,
     stop_groups,
     write_record,
 )
+from agents.raysupervisor import RAY_STATE_FILE, remove_leftovers, supervisor_argv
 from scheduler.domain.sync import MAX_LOG_CHUNK_BYTES, AttemptLaunch, AttemptReport, AttemptState
 
 log = logging.getLogger("corral.agent.runner")
@@ -70,6 +80,9 @@ class _Attempt:
     message: str = ""
     kill_at: float | None = None  # clock time to SIGKILL the group (STOPPING only)
     killed: bool = False  # SIGKILL sent after the grace period
+    ray: bool = False  # led by agents.raysupervisor: SIGTERM goes to the leader only
+    term_at: float | None = None  # clock time to SIGTERM (a stop in its notice window)
+    limit_notice: tuple[float, Notice] | None = None  # the time-limit notice, not sent yet
 
 
 @dataclass(frozen=True)
@@ -88,11 +101,6 @@ class AttemptView:
     @property
     def live(self) -> bool:
         return self.state in LIVE_STATES
-
-
-def _killpg(pgid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, sig)
 
 
 def _leader_exited(pid: int) -> bool:
@@ -173,6 +181,7 @@ class Runner:
             gpu_indices=tuple(launch.gpu_indices),
             grace_period_s=float(launch.grace_period_s),
             state=AttemptState.RUNNING,
+            ray=launch.ray,
         )
         self._attempts[launch.attempt_id] = attempt
         try:
@@ -180,6 +189,7 @@ class Runner:
             popen = self._spawn(launch, env)
             self._record(launch.attempt_id, popen, env)
             attempt.popen = popen
+            attempt.limit_notice = time_limit_notice(launch, self._clock())
         except (OSError, ValueError) as err:
             attempt.state = AttemptState.LAUNCH_FAILED
             attempt.message = f"launch failed: {err}"[:MAX_MESSAGE_LEN]
@@ -193,9 +203,13 @@ class Runner:
         if not launch.argv:
             raise ValueError("empty argv")
         _make_checkpoint_dir(launch.env)
+        argv = launch.argv
+        if launch.ray:
+            argv = supervisor_argv(launch, attempt_dir / RAY_STATE_FILE)
+            self._note(launch.attempt_id, "runs in a per-job Ray cluster (agents.raysupervisor)")
         with open(self.log_path(launch.attempt_id), "ab") as log_file:
             return subprocess.Popen(
-                launch.argv,
+                argv,
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
@@ -209,52 +223,106 @@ class Runner:
         try:
             write_record(self.record_path(attempt_id), record_process(popen.pid, env))
         except OSError as err:
-            _killpg(popen.pid, signal.SIGKILL)
+            signal_attempt(popen.pid, signal.SIGKILL)
             popen.wait()
             raise OSError(f"cannot record its process: {err}") from err
 
-    def stop(self, attempt_id: int, grace_period_s: float, reason: str = "") -> bool:
-        """SIGTERM the group of a RUNNING attempt; SIGKILL follows after the grace.
+    def stop(
+        self, attempt_id: int, grace_period_s: float, reason: str = "", notice: Notice | None = None
+    ) -> bool:
+        """Stop a RUNNING attempt: SIGTERM to it, SIGKILL after the grace period.
 
-        Returns True when this call sent the SIGTERM. Stopping a STOPPING attempt
-        again only brings its SIGKILL deadline forward if the new grace is shorter.
+        With a ``notice`` (never to a Ray attempt: ``agents.notice``) its signal goes
+        first and the SIGTERM ``notice.notice_s`` later, unless the attempt exited.
+        Returns True when this call began the stop. Stopping a STOPPING attempt again
+        only brings its next signal forward: a SIGTERM still to come (at once without
+        a notice), else the SIGKILL if the new grace is shorter.
         """
         attempt = self._attempts.get(attempt_id)
         if attempt is None or attempt.popen is None or attempt.state not in LIVE_STATES:
             return False
-        kill_at = self._clock() + max(grace_period_s, 0.0)
-        if attempt.state is AttemptState.STOPPING:
-            if attempt.kill_at is not None and kill_at < attempt.kill_at:
-                attempt.kill_at, attempt.grace_period_s = kill_at, grace_period_s
-            return False
-        attempt.state = AttemptState.STOPPING
-        attempt.stopped_by_agent = True
-        attempt.kill_at, attempt.grace_period_s = kill_at, grace_period_s
+        notice = None if attempt.ray else notice
         why = f" ({reason})" if reason else ""
-        self._note(attempt_id, f"SIGTERM sent{why}; SIGKILL in {grace_period_s:g} s")
-        _killpg(attempt.popen.pid, signal.SIGTERM)
+        if attempt.state is AttemptState.STOPPING:
+            self._hasten(attempt, grace_period_s, notice, why)
+            return False
+        attempt.state, attempt.stopped_by_agent = AttemptState.STOPPING, True
+        attempt.limit_notice = None
+        if notice is None:
+            self._terminate(attempt, grace_period_s, why)
+            return True
+        attempt.term_at, attempt.grace_period_s = self._clock() + notice.notice_s, grace_period_s
+        self._note(attempt_id, f"{notice.name} sent{why}; SIGTERM in {notice.notice_s:g} s")
+        send_notice(attempt.popen.pid, notice)
         return True
 
+    def _hasten(
+        self, attempt: _Attempt, grace_period_s: float, notice: Notice | None, why: str
+    ) -> None:
+        """A STOPPING attempt stopped again: its next signal comes no later than it would
+        for this stop."""
+        now = self._clock()
+        if attempt.term_at is None:  # SIGTERM sent; SIGKILL due, unless sent too
+            kill_at = now + max(grace_period_s, 0.0)
+            if attempt.kill_at is not None and kill_at < attempt.kill_at:
+                attempt.kill_at, attempt.grace_period_s = kill_at, grace_period_s
+            return
+        grace_s = min(attempt.grace_period_s, grace_period_s)
+        if notice is None:
+            self._terminate(attempt, grace_s, why)
+        elif now + notice.notice_s < attempt.term_at:
+            attempt.term_at, attempt.grace_period_s = now + notice.notice_s, grace_s
+
+    def _terminate(self, attempt: _Attempt, grace_period_s: float, why: str) -> None:
+        """SIGTERM a stopping attempt and set its SIGKILL deadline."""
+        assert attempt.popen is not None
+        attempt.term_at = None
+        attempt.kill_at = self._clock() + max(grace_period_s, 0.0)
+        attempt.grace_period_s = grace_period_s
+        self._note(attempt.attempt_id, f"SIGTERM sent{why}; SIGKILL in {grace_period_s:g} s")
+        if attempt.ray:  # the supervisor relays the stop, then stops Ray itself
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(attempt.popen.pid, signal.SIGTERM)
+        else:
+            signal_attempt(attempt.popen.pid, signal.SIGTERM)
+
     def poll(self) -> list[int]:
-        """Reap exited attempts and SIGKILL overdue ones; the ids that just EXITED."""
+        """Reap exited attempts, send the others what is due; the ids that just EXITED."""
         exited: list[int] = []
         for attempt in self._attempts.values():
             if attempt.popen is None or attempt.state not in LIVE_STATES:
                 continue
             pid = attempt.popen.pid
             if _leader_exited(pid):
-                _killpg(pid, signal.SIGKILL)  # its leftover children, before the reap
+                signal_attempt(pid, signal.SIGKILL)  # its leftovers, before the reap
                 exit_code = attempt.popen.wait()
                 self._drop_record(attempt.attempt_id)
+                if attempt.ray:
+                    remove_leftovers(self.attempt_dir(attempt.attempt_id) / RAY_STATE_FILE)
                 attempt.state, attempt.exit_code = AttemptState.EXITED, exit_code
                 attempt.message = _exit_message(attempt, exit_code)
-                attempt.kill_at = None
+                attempt.kill_at = attempt.term_at = attempt.limit_notice = None
                 exited.append(attempt.attempt_id)
-            elif attempt.kill_at is not None and self._clock() >= attempt.kill_at:
-                attempt.kill_at, attempt.killed = None, True
-                self._note(attempt.attempt_id, "grace period over; SIGKILL sent")
-                _killpg(pid, signal.SIGKILL)
+            else:
+                self._send_due(attempt)
         return exited
+
+    def _send_due(self, attempt: _Attempt) -> None:
+        """Send a live attempt what is due: the SIGTERM after a stop's notice, the
+        SIGKILL after the grace period, or the time-limit notice."""
+        assert attempt.popen is not None
+        now, pid = self._clock(), attempt.popen.pid
+        if attempt.term_at is not None and now >= attempt.term_at:
+            self._terminate(attempt, attempt.grace_period_s, " (the notice is over)")
+        elif attempt.kill_at is not None and now >= attempt.kill_at:
+            attempt.kill_at, attempt.killed = None, True
+            self._note(attempt.attempt_id, "grace period over; SIGKILL sent")
+            signal_attempt(pid, signal.SIGKILL)
+        elif attempt.limit_notice is not None and now >= attempt.limit_notice[0]:
+            notice = attempt.limit_notice[1]
+            attempt.limit_notice = None
+            self._note(attempt.attempt_id, f"{notice.name} sent: the time limit is near")
+            send_notice(pid, notice)
 
     def get(self, attempt_id: int) -> AttemptView | None:
         attempt = self._attempts.get(attempt_id)

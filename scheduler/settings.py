@@ -17,7 +17,7 @@ class ServerSettings:
     database_url: str
     host: str = "127.0.0.1"
     port: int = 8470
-    node_timeout_s: float = 30.0  # a node that has not synced for this long is lost
+    node_timeout_s: float = 90.0  # a node that has not synced for this long is lost
     long_poll_s: float = 20.0  # longest an agent sync is held open
     cycle_interval_s: float = 5.0  # the periodic scheduling pass (events wake it sooner)
     liveness_interval_s: float = 2.0

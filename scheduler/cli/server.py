@@ -122,7 +122,13 @@ def database_url_for(data_dir: Path, url: str | None) -> str:
     metavar="DIR",
     help="shared storage for CORRAL_CHECKPOINT_DIR (default: DATA_DIR/checkpoints)",
 )
-@click.option("--node-timeout-s", default=30.0, show_default=True, type=click.FloatRange(1))
+@click.option(
+    "--node-timeout-s",
+    default=90.0,
+    show_default=True,
+    type=click.FloatRange(1),
+    help="a node silent this long is lost; its agent stops its attempts before then",
+)
 @click.option("--cycle-interval-s", default=5.0, show_default=True, type=click.FloatRange(0.05))
 @click.option(
     "--retry-backoff-s",

@@ -39,7 +39,7 @@ def _read(rt: Runtime, req: SyncRequest) -> SyncReply:
 async def sync(rt: Runtime, req: SyncRequest) -> SyncReply:
     event = rt.notifier.node_event(req.node.name)
     reply = await asyncio.to_thread(_apply_and_read, rt, req)
-    wait_s = min(req.wait_s, rt.settings.long_poll_s)
+    wait_s = min(req.wait_s, rt.settings.long_poll_s, rt.settings.node_timeout_s / 2)
     if wait_s <= 0 or needs_action(req, reply):
         return reply
     try:

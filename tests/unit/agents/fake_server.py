@@ -40,6 +40,7 @@ class FakeServer:
         self.acking = True  # store log chunks and acknowledge them
         self.end_on_exit = True  # drop an attempt from run/stop once it reported its end
         self.on_request: Callable[[SyncRequest], None] | None = None  # sees each request
+        self.node_timeout_s: float | None = None  # sent in each reply (None: no self-fencing)
         self._poked = asyncio.Event()
 
     def transport(self) -> httpx.MockTransport:
@@ -119,6 +120,7 @@ class FakeServer:
             run=list(self.run.values()),
             stop=list(self.stop.values()),
             log_acks={a: len(log) for a, log in self.logs.items()} if self.acking else {},
+            node_timeout_s=self.node_timeout_s,
         )
         self.replies.append(reply)
         return httpx.Response(200, content=reply.model_dump_json())

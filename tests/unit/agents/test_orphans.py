@@ -9,6 +9,7 @@ and kill them should a test fail.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -306,3 +307,25 @@ def test_an_orphan_that_already_ended_is_gone(data_dir: Path, previous: Runner) 
 
 def test_nothing_left_means_nothing_to_do(data_dir: Path) -> None:
     assert Runner(data_dir).stop_orphans(grace_s=5.0) == []
+
+
+LEAVES_ITS_GROUP = """
+    import os, subprocess, time
+    child = subprocess.Popen(["sleep", "600"], process_group=0)  # as Ray's workers do
+    print(child.pid, flush=True)
+    time.sleep(600)
+"""
+
+
+def test_a_process_in_a_group_of_its_own_is_stopped_with_its_attempt(
+    data_dir: Path, previous: Runner
+) -> None:
+    pid = started_pid(previous, launch(1, LEAVES_ITS_GROUP))
+    wait_for_log(previous, 1, "\n")
+    child_pid = int(previous.read_log(1, 0, 100).split()[0])
+    assert os.getpgid(child_pid) == child_pid  # not the attempt's group, but its session
+
+    orphans = Runner(data_dir).stop_orphans(grace_s=5.0)
+
+    assert orphans == [Orphan(1, pid, OrphanOutcome.STOPPED)]
+    wait_until(lambda: process_gone(child_pid), "the other group's process to be stopped")

@@ -375,3 +375,44 @@ def test_a_checkpoint_dir_that_cannot_be_created_fails_the_launch(
     assert view.message in runner.read_log(1, 0, 1 << 20).decode()
     assert not marker.exists()
     assert not runner.record_path(1).exists()
+
+
+# A stand-in for agents.raysupervisor: it notes SIGTERM instead of dying, and has a
+# child in a process group of its own (as Ray's workers are).
+FAKE_SUPERVISOR = """
+    import signal, subprocess, sys, time
+    child = subprocess.Popen(["sleep", "600"], process_group=0)
+    signal.signal(signal.SIGTERM, lambda *_: print("leader got SIGTERM", flush=True))
+    print(child.pid, flush=True)
+    time.sleep(600)
+"""
+
+
+def test_a_ray_attempt_is_led_by_the_supervisor(
+    runner: Runner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[list[str]] = []
+
+    def fake_argv(launch: AttemptLaunch, state_file: Path) -> list[str]:
+        seen.append([*launch.argv, str(state_file)])
+        return [PY, "-c", textwrap.dedent(FAKE_SUPERVISOR)]
+
+    monkeypatch.setattr("agents.runner.supervisor_argv", fake_argv)
+    clock = FakeClock()
+    runner = Runner(runner.attempt_dir(0).parent.parent, clock=clock)
+    runner.start(python_launch(1, "pass", ray=True, node_rank=1, num_nodes=2))
+    wait_until(lambda: runner.read_log(1, 0, 1 << 20).count(b"\n") >= 2, "the child's pid")
+    note, pid_line = runner.read_log(1, 0, 1 << 20).decode().splitlines()[:2]
+    assert "per-job Ray cluster" in note
+    child = int(pid_line)
+
+    assert seen and seen[0][-1] == str(runner.attempt_dir(1) / "ray.json")
+    assert runner.stop(1, grace_period_s=10)
+    wait_for_log(runner, 1, "leader got SIGTERM")
+    assert not process_gone(child)  # the SIGTERM went to the supervisor alone
+
+    clock.now_s += 11
+    runner.poll()  # the grace is over: SIGKILL to the whole session
+    view = run_to_exit(runner, 1)
+    assert view.exit_code == -signal.SIGKILL and view.stopped_by_agent
+    wait_until(lambda: process_gone(child), "the other group's process to be killed")
