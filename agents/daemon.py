@@ -258,7 +258,11 @@ class Agent:
             return
         self._link_up()
         if reply is not None:
-            self._fence.synced(sent_at, reply.node_timeout_s)
+            held = {view.attempt_id for view in self._runner.views()}
+            # A held poll that brings new work proves the server alive when it answered;
+            # counting from the send would fence a fresh attempt at once.
+            fresh = any(launch.attempt_id not in held for launch in reply.run)
+            self._fence.synced(self._clock() if fresh else sent_at, reply.node_timeout_s)
             self._received(req, reply)
             self._apply(reply)
 

@@ -14,6 +14,7 @@ import click
 from scheduler.cli import render
 from scheduler.cli.config import CliError, cli_context
 from scheduler.cli.spec_input import SpecFlags, build_spec
+from scheduler.cli.templates import WORKLOADS
 from scheduler.client import CorralError
 from scheduler.domain.status import JobStatus
 from scheduler.domain.views import JobList, JobView
@@ -74,6 +75,11 @@ def job_id_type() -> click.IntRange:
 )
 @click.option("--preemptible/--no-preemptible", default=None, help="may be stopped and requeued")
 @click.option("--ray/--no-ray", default=None, help="start a per-job Ray cluster")
+@click.option(
+    "--workload",
+    type=click.Choice(sorted(WORKLOADS)),
+    help="run python -m workloads.NAME with the words after -- as its arguments",
+)
 @click.option("--grace-period", metavar="DURATION", help="SIGTERM to SIGKILL [default: 30s]")
 @click.option("-e", "--env", multiple=True, metavar="KEY=VALUE", help="set a variable")
 @click.option("--workdir", help="absolute working directory on the node")
@@ -88,6 +94,7 @@ def submit(
     idempotency_key: str | None,
     wait: bool,
     as_json: bool,
+    workload: str | None,
     **flags: Any,
 ) -> None:
     """Submit a job: COMMAND runs on the GPUs it asks for.
@@ -95,7 +102,7 @@ def submit(
     Options come before the command; put the command after `--`. A single argument
     with spaces runs through /bin/sh -c, several arguments run as an argv list.
     """
-    spec = build_spec(spec_file, SpecFlags(**flags), command)
+    spec = build_spec(spec_file, SpecFlags(**flags), command, workload)
     context = cli_context()
     with context.client() as client:
         job = client.submit(spec, idempotency_key)

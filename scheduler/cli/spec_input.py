@@ -17,6 +17,7 @@ import yaml
 from pydantic import ValidationError
 
 from scheduler.cli.config import CliError
+from scheduler.cli.templates import workload_fields
 from scheduler.domain.spec import JobSpec, parse_duration_s
 
 NO_COMMAND = (
@@ -50,9 +51,20 @@ class SpecFlags:
     workdir: str | None = None
 
 
-def build_spec(file: Path | None, flags: SpecFlags, command: Sequence[str]) -> JobSpec:
-    """The validated spec: the file's fields, then the flags, then the command."""
+def build_spec(
+    file: Path | None, flags: SpecFlags, command: Sequence[str], workload: str | None = None
+) -> JobSpec:
+    """The validated spec: a workload template, then the file's fields, then the flags,
+    then the command (with a workload, the command words are the workload's arguments)."""
     fields = load_spec_file(file) if file is not None else {}
+    if workload is not None:
+        try:
+            base = workload_fields(workload, command)
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+        resources = {**base.get("resources", {}), **fields.get("resources", {})}
+        fields = {**base, **fields, "resources": resources}
+        command = ()
     fields = merge_flags(_yaml_scalars_as_strings(fields), flags)
     if command:
         fields["command"] = command_from_args(command)

@@ -37,3 +37,13 @@ def test_an_unknown_workload_names_the_known_ones() -> None:
 def test_each_workload_has_a_valid_example(name: str) -> None:
     spec = JobSpec.model_validate(load_spec_file(EXAMPLES / f"{name}.yaml"))
     assert spec.ray and spec.argv()[:3] == ["python", "-m", f"workloads.{name}"]
+
+
+def test_submit_workload_flag_builds_the_template_under_file_and_flags() -> None:
+    from scheduler.cli.spec_input import SpecFlags, build_spec
+
+    spec = build_spec(None, SpecFlags(gpus=2), ("--data", "digits"), workload="resnet")
+    assert spec.ray is True
+    assert spec.argv()[:3] == ["python", "-m", "workloads.resnet"]
+    assert spec.argv()[3:] == ["--data", "digits"]
+    assert spec.resources.gpus == 2  # the flag wins over the template
