@@ -140,11 +140,11 @@ class _Run:
         self.pos = _Position()
         self.saved_position: tuple[int, int, int] | None = None  # of the newest checkpoint
         self.last_checkpoint: tuple[float, int] | None = None  # (epoch seconds, step)
+        self.metrics: dict[str, float] = {}  # the last evaluation (kept in checkpoints)
         self.resumed_from = self._resume()
         self.net = coll.prepare(self.model)
         self.loss_fn = nn.CrossEntropyLoss()
         self.losses: list[float] = []
-        self.metrics: dict[str, float] = {}
         self.samples, self.train_time_s = 0, 0.0
         self.first_step_at: float | None = None  # epoch seconds, for start-up figures
         self.stop_now = False
@@ -160,6 +160,7 @@ class _Run:
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.pos = _Position(int(state["step"]), int(state["epoch"]), int(state["batch"]))
+        self.metrics = {str(k): float(v) for k, v in dict(state.get("metrics") or {}).items()}
         self.saved_position = (self.pos.step, self.pos.epoch, self.pos.batch)
         saved_at = float(state.get("saved_at") or (path / "state.pt").stat().st_mtime)
         self.last_checkpoint = (saved_at, self.pos.step)
@@ -276,6 +277,7 @@ class _Run:
                 "epoch": self.pos.epoch,
                 "batch": self.pos.batch,
                 "saved_at": time.time(),
+                "metrics": dict(self.metrics),
                 "workload": self.cfg.workload,
                 "model_config": self.cfg.model_config,
                 "label_names": list(self.cfg.label_names),

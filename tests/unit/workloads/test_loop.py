@@ -94,3 +94,13 @@ def test_the_stop_file_is_a_stop(tmp_path: Path) -> None:
     assert stop.requested()
     result = run_loop(config(tmp_path / "ck"), toy_data(), Alone(), stop)
     assert result.stopped and result.step == 1
+
+
+def test_a_run_that_ended_before_its_attempt_did_keeps_its_metrics(tmp_path: Path) -> None:
+    """Lost after the last checkpoint: the next attempt trains nothing but still reports."""
+    finished = run_loop(config(tmp_path, attempt=1), toy_data(), Alone(), StopSignal())
+    again = run_loop(config(tmp_path, attempt=2), toy_data(), Alone(), StopSignal())
+    assert again.completed and again.samples == 0 and again.resumed_from_step == 18
+    assert again.metrics == finished.metrics
+    progress = read_progress(tmp_path)
+    assert progress is not None and progress.metrics == finished.metrics
