@@ -1,89 +1,39 @@
-"""``corral demo``: a real local cluster, a handful of real jobs, a summary, a clean exit.
+"""``corral demo``: a real local cluster, real training jobs, a preemption, a clean exit.
 
 It starts a server on SQLite in a temporary data dir and two agents with simulated
-GPUs (each its own process), creates two queues, submits jobs whose commands really
-run and print, follows them as they are placed, wait, run, fail and retry, prints a
-summary and shuts everything down. Exit 0 when every job ended as expected.
+GPUs (each its own process), creates two queues and submits a BERT fine-tune and a
+ResNet training (the bundled workloads, on small real datasets) beside a few small jobs.
+Mid-way another queue claims its guarantee: the ResNet run is preempted, checkpoints,
+is requeued and resumes from its checkpoint (``scheduler.cli.demo_jobs`` tells the
+scene). It follows every job as it is placed, waits, runs, fails and retries, prints a
+summary with both models' held-out metrics, and shuts everything down. Exit 0 when
+every job ended as expected and the ResNet run resumed from a checkpoint.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
-import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import click
 
 from scheduler.cli import render
 from scheduler.cli.config import CliError
+from scheduler.cli.demo_jobs import (
+    BERT,
+    NODES,
+    QUEUES,
+    RESNET,
+    first_jobs,
+    missing_requirements,
+    reclaiming_job,
+)
 from scheduler.client import CorralClient, is_terminal
-from scheduler.domain.spec import JobSpec, QueueSpec, Resources
-from scheduler.domain.views import JobView
+from scheduler.domain.views import AttemptView, JobView
 from scheduler.localcluster import ClusterError, LocalCluster
-
-NODES = {"node-a": "sim:4xA100-80GB", "node-b": "sim:2xH100-80GB"}
-
-TRAIN = """
-import os, time
-node, gpus = os.environ["CORRAL_NODE_RANK"], os.environ["CUDA_VISIBLE_DEVICES"]
-print(f"{os.environ['CORRAL_JOB_NAME']}: attempt {os.environ['CORRAL_ATTEMPT']} on GPUs {gpus}")
-loss = 2.0
-for step in range(1, STEPS + 1):
-    loss *= 0.8
-    print(f"step {step:2d}  loss {loss:.3f}", flush=True)
-    time.sleep(0.25)
-print("done; checkpoints in", os.environ["CORRAL_CHECKPOINT_DIR"])
-"""
-
-FLAKY = """
-import os, sys
-print(f"preprocessing shard on GPUs {os.environ['CUDA_VISIBLE_DEVICES']}: corrupt input!")
-sys.exit(3)
-"""
-
-
-@dataclass(frozen=True)
-class DemoJob:
-    spec: JobSpec
-    expect: str  # the final status this job must reach
-
-
-def _python(code: str, **subs: int) -> list[str]:
-    for key, value in subs.items():
-        code = code.replace(key, str(value))
-    return [sys.executable, "-c", code]
-
-
-def demo_jobs() -> list[DemoJob]:
-    def job(
-        name: str, queue: str, gpus: int, steps: int, gpu_type: str | None = None, priority: int = 0
-    ) -> JobSpec:
-        return JobSpec(
-            name=name,
-            queue=queue,
-            resources=Resources(gpus=gpus, gpu_type=gpu_type),
-            command=_python(TRAIN, STEPS=steps),
-            priority=priority,
-        )
-
-    return [
-        DemoJob(job("bert-finetune", "research", 2, 12, gpu_type="A100-80GB"), "succeeded"),
-        DemoJob(job("resnet-sweep-1", "research", 1, 6), "succeeded"),
-        DemoJob(job("resnet-sweep-2", "research", 1, 6), "succeeded"),
-        DemoJob(
-            job("batch-infer", "production", 1, 5, gpu_type="H100-80GB", priority=10), "succeeded"
-        ),
-        DemoJob(job("nightly-eval", "production", 4, 4, gpu_type="A100-80GB"), "succeeded"),
-        DemoJob(
-            JobSpec(
-                name="flaky-preprocess", queue="research", command=_python(FLAKY), max_retries=1
-            ),
-            "failed",
-        ),
-    ]
 
 
 class Watcher:
@@ -104,6 +54,10 @@ class Watcher:
     @staticmethod
     def _line(job: JobView) -> str:
         head = f"job {job.id:<2} {job.name:<17} {job.status:<9}"
+        if job.status == "stopping":
+            return f"{head} attempt {job.attempts_count}: SIGTERM, it checkpoints and exits"
+        if job.status == "pending" and job.termination_reason in ("preempted", "node_lost"):
+            return f"{head} attempt {job.attempts_count} {job.termination_reason}; requeued"
         if job.status == "pending" and job.wait_reason:
             return f"{head} waits ({job.wait_reason}): {job.wait_message}"
         if job.status in ("starting", "running"):
@@ -116,20 +70,49 @@ class Watcher:
         return head
 
 
-def _run_jobs(client: CorralClient, jobs: list[DemoJob], timeout_s: float) -> list[JobView]:
-    client.create_queue(QueueSpec(name="research", weight=2, guaranteed_gpus=2))
-    client.create_queue(QueueSpec(name="production", weight=1, guaranteed_gpus=1))
-    render.print_line("queues: research (weight 2), production (weight 1)")
-    ids = [client.submit(j.spec).id for j in jobs]
-    render.print_line(f"submitted {len(ids)} jobs\n")
+class Scene:
+    """Submits the jobs, and the reclaiming one once the ResNet run has a checkpoint."""
+
+    def __init__(self, client: CorralClient, ray: bool) -> None:
+        self.client = client
+        self.jobs = first_jobs(ray)
+        self.ids = [client.submit(j.spec).id for j in self.jobs]
+        self.resnet_id = self.ids[[j.spec.name for j in self.jobs].index(RESNET)]
+        self.reclaimed = False
+
+    def step(self) -> None:
+        if self.reclaimed:
+            return
+        attempts = self.client.get_job(self.resnet_id).attempts or []
+        if attempts and attempts[-1].last_checkpoint_step:
+            job = reclaiming_job()
+            render.print_line(
+                f"\n{RESNET} saved checkpoint step {attempts[-1].last_checkpoint_step}; "
+                f"production submits {job.spec.name} (4 A100s, within its guarantee): "
+                "research's borrowed A100s are reclaimed\n"
+            )
+            self.jobs.append(job)
+            self.ids.append(self.client.submit(job.spec).id)
+            self.reclaimed = True
+
+
+def _run_jobs(client: CorralClient, ray: bool, timeout_s: float) -> tuple[Scene, list[JobView]]:
+    for queue in QUEUES:
+        client.create_queue(queue)
+    render.print_line(
+        "queues: research (weight 2, guarantee 2 GPUs), production (weight 1, guarantee 4)"
+    )
+    scene = Scene(client, ray)
+    render.print_line(f"submitted {len(scene.ids)} jobs\n")
     watcher = Watcher(time.monotonic())
     deadline = time.monotonic() + timeout_s
     while True:
-        listed = {v.id: v for v in client.list_jobs(limit=len(ids)).jobs}  # one consistent read
-        views = [listed[i] for i in ids]
+        scene.step()
+        listed = {v.id: v for v in client.list_jobs(limit=50).jobs}  # one consistent read
+        views = [listed[i] for i in scene.ids]
         watcher.update(views)
-        if all(is_terminal(v.status) for v in views):
-            return views
+        if scene.reclaimed and all(is_terminal(v.status) for v in views):
+            return scene, views
         if time.monotonic() > deadline:
             raise CliError(f"jobs still running after {timeout_s:.0f}s")
         time.sleep(0.2)
@@ -152,10 +135,41 @@ def _summary(client: CorralClient, views: list[JobView]) -> None:
         )  # fmt: skip
     render.print_line("")
     render.print_table(grid)
-    first = views[0]
-    chunk = client.logs(first.id)
-    render.print_line(f"\noutput of job {first.id} ({first.name}), `corral logs {first.id}`:")
-    render.print_line("  " + "\n  ".join(chunk.data.rstrip().splitlines()[-5:]))
+
+
+def _training_results(client: CorralClient, checkpoints: Path, scene: Scene) -> list[str]:
+    """Print each model's held-out metrics and history; the problems found, if any."""
+    problems = []
+    render.print_line("\nheld-out metrics (macro), from each run's summary.json:")
+    for job_id, job in zip(scene.ids, scene.jobs, strict=True):
+        if job.spec.name not in (BERT, RESNET):
+            continue
+        path = checkpoints / str(job_id) / "summary.json"
+        if not path.exists():
+            problems.append(f"{job.spec.name} wrote no summary")
+            continue
+        metrics = json.loads(path.read_text())["metrics"]
+        shown = "  ".join(
+            f"{k} {metrics[k]:.3f}" for k in ("accuracy", "precision", "recall", "f1")
+        )
+        attempts = client.get_job(job_id).attempts or []
+        story = ", ".join(
+            f"attempt {a.number} {a.reason or a.status}"
+            + (f" (resumed from step {a.resumed_from_step})" if a.resumed_from_step else "")
+            for a in attempts
+        )
+        render.print_line(f"  {job.spec.name:<14} {shown}\n  {'':<14} {story}")
+        if job.spec.name == RESNET and not _resumed(attempts):
+            problems.append(f"{RESNET} was not preempted and resumed from a checkpoint")
+    return problems
+
+
+def _resumed(attempts: list[AttemptView]) -> bool:
+    return (
+        len(attempts) >= 2
+        and attempts[0].reason == "preempted"
+        and bool(attempts[-1].resumed_from_step)
+    )
 
 
 @click.command(
@@ -163,30 +177,32 @@ def _summary(client: CorralClient, views: list[JobView]) -> None:
 
 \b
   corral demo
+  corral demo --ray           # train on per-job Ray clusters (two workers each)
   corral demo --keep          # keep the data dir to look at the database and logs
 """
 )
+@click.option("--ray", is_flag=True, help="run the trainings on per-job Ray clusters")
 @click.option("--keep", is_flag=True, help="keep the temporary data dir and print its path")
-@click.option("--timeout-s", default=120.0, show_default=True, type=click.FloatRange(5))
-def demo(keep: bool, timeout_s: float) -> None:
-    """Run a local cluster (server + 2 agents, simulated GPUs) with a few real jobs."""
+@click.option("--timeout-s", default=600.0, show_default=True, type=click.FloatRange(5))
+def demo(ray: bool, keep: bool, timeout_s: float) -> None:
+    """Run a local cluster (server + 2 agents, simulated GPUs): BERT, ResNet, a preemption."""
+    missing = missing_requirements()
+    if missing:
+        raise CliError(
+            "corral demo trains BERT and ResNet and needs: " + ", ".join(missing)
+            + "; see the README's first command"
+        )  # fmt: skip
     data_dir = Path(tempfile.mkdtemp(prefix="corral-demo-"))
-    jobs = demo_jobs()
-    cluster = LocalCluster(data_dir, server_args=("--retry-backoff-s", "1"))
+    # a running attempt may be preempted after 3 s here (5 min by default): the demo is short
+    server_args = ("--retry-backoff-s", "1", "--min-runtime", "3s")
+    cluster = LocalCluster(data_dir, server_args=server_args)
     try:
         with cluster:
-            render.print_line(f"starting a server (SQLite in {data_dir}) and 2 agents ...")
-            cluster.start_server()
-            for name, gpus in NODES.items():
-                cluster.start_agent(name, gpus)
-            cluster.wait_for_nodes(list(NODES))
-            render.print_line(
-                f"server {cluster.url}; nodes: "
-                + ", ".join(f"{n} ({g.removeprefix('sim:')})" for n, g in NODES.items())
-            )
+            _start(cluster, data_dir)
             with cluster.client() as client:
-                views = _run_jobs(client, jobs, timeout_s)
+                scene, views = _run_jobs(client, ray, timeout_s)
                 _summary(client, views)
+                problems = _training_results(client, data_dir / "server" / "checkpoints", scene)
             render.print_line("\nstopping the agents and the server ...")
     except ClusterError as exc:
         raise CliError(str(exc)) from None
@@ -195,11 +211,23 @@ def demo(keep: bool, timeout_s: float) -> None:
             render.print_line(f"data dir kept: {data_dir}")
         else:
             shutil.rmtree(data_dir, ignore_errors=True)
-    wrong = [
+    problems += [
         f"{v.name} ended {v.status}, expected {j.expect}"
-        for v, j in zip(views, jobs, strict=True)
+        for v, j in zip(views, scene.jobs, strict=True)
         if v.status != j.expect
     ]
-    if wrong:
-        raise CliError("demo jobs did not end as expected: " + "; ".join(wrong))
+    if problems:
+        raise CliError("the demo did not go as expected: " + "; ".join(problems))
     render.print_line("demo finished: every job ended as expected")
+
+
+def _start(cluster: LocalCluster, data_dir: Path) -> None:
+    render.print_line(f"starting a server (SQLite in {data_dir}) and 2 agents ...")
+    cluster.start_server()
+    for name, gpus in NODES.items():
+        cluster.start_agent(name, gpus)
+    cluster.wait_for_nodes(list(NODES))
+    render.print_line(
+        f"server {cluster.url}; nodes: "
+        + ", ".join(f"{n} ({g.removeprefix('sim:')})" for n, g in NODES.items())
+    )
