@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from bisect import bisect_right
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, cast
@@ -75,10 +76,38 @@ def reclaim(ctx: Context, decisions: Decisions, place: Place) -> tuple[Preemptio
     Cheap when nothing is owed: if no queue could be owed even one GPU and no
     reservation is due, nothing can be stopped, and it returns at once.
     """
+    return _reclaim(ctx, decisions, place, service=False)
+
+
+def reclaim_las(ctx: Context, decisions: Decisions, place: Place) -> tuple[Preemption, ...]:
+    """``reclaim``, then service preemption as Tiresias does with its 2D-LAS queues.
+
+    A job that still waits for GPUs may stop attempts of jobs in a higher band of
+    attained GPU-seconds (``params.las_thresholds_gpu_s``, the current attempt's service
+    counted) than its own: short jobs overtake long ones, which resume from their last
+    checkpoint. Within its queue any such attempt may go; across queues only while the
+    victim's queue is at or above its fair share and keeps its guarantees, and the
+    waiting job's queue is below its own share (so service never breaks fair share).
+    The ``min_runtime_s`` rule bounds the churn; at most ``SERVICE_TRIES`` waiting jobs
+    are tried a cycle.
+
+    Example, 8 GPUs, one queue, bands at 3,600 GPU-s: an 8-GPU job has run 10 minutes
+    (4,800 GPU-s, band 1); a new 2-GPU job (band 0) waits: the 8-GPU job is preempted.
+    """
+    return _reclaim(ctx, decisions, place, service=True)
+
+
+SERVICE_TRIES = 64
+
+
+def _reclaim(
+    ctx: Context, decisions: Decisions, place: Place, *, service: bool
+) -> tuple[Preemption, ...]:
     now = ctx.snapshot.now
     reservations = list(cast("Iterable[Reservation]", ctx.extra.get("reservations") or ()))
     due = any(reservation.reserved_at <= now for reservation in reservations)
-    if not due and not any(may_be_owed(ctx, name) for name in ctx.queues):
+    serve = service and _service_possible(ctx)
+    if not due and not serve and not any(may_be_owed(ctx, name) for name in ctx.queues):
         return ()
     pending = {job.job_id: job for job in ctx.snapshot.pending}
     run = _Run(ctx, decisions, place, reservations, pending)
@@ -96,6 +125,8 @@ def reclaim(ctx: Context, decisions: Decisions, place: Place) -> tuple[Preemptio
                 hopeless.clear()
         elif not run.ledger.may_owe(job.queue):
             hopeless.add(job.queue)
+    if serve:
+        _serve(run, decisions, pending)
     if not due:
         return tuple(run.preemptions)
     held = {reservation.job_id for reservation in reservations}  # only theirs are read
@@ -106,6 +137,42 @@ def reclaim(ctx: Context, decisions: Decisions, place: Place) -> tuple[Preemptio
         if due and job is not None and waits.get(job.job_id) in RECLAIMABLE_WAITS:
             run.free_reservation(job, reservation)
     return tuple(run.preemptions)
+
+
+def band(ctx: Context, attained_gpu_s: float) -> int:
+    """The 2D-LAS band of a job that attained this service (0 first)."""
+    return bisect_right(ctx.params.las_thresholds_gpu_s, attained_gpu_s)
+
+
+def running_service(ctx: Context, running: RunningJob) -> float:
+    """GPU-seconds a running job attained, its current attempt included."""
+    elapsed = max(0.0, ctx.snapshot.now - running.started_at)
+    return running.attained_gpu_s + elapsed * len(running.gpus)
+
+
+def _service_possible(ctx: Context) -> bool:
+    """Whether some pending job is in a lower band than some preemptible running one."""
+    if not ctx.snapshot.pending or not ctx.params.las_thresholds_gpu_s:
+        return False
+    lowest = min(band(ctx, job.attained_gpu_s) for job in ctx.snapshot.pending)
+    return any(
+        band(ctx, running_service(ctx, r)) > lowest
+        for r in ctx.snapshot.running
+        if r.preemptible and not r.stopping
+    )
+
+
+def _serve(run: _Run, decisions: Decisions, pending: dict[int, PendingJob]) -> None:
+    """Service preemption for the waits, in their order (see ``reclaim_las``)."""
+    tries = 0
+    for wait in decisions.waits:
+        job = pending.get(wait.job_id)
+        if wait.reason not in RECLAIMABLE_WAITS or job is None or job.job_id in run.booked:
+            continue
+        if tries >= SERVICE_TRIES:
+            return
+        tries += 1
+        run.serve(job)
 
 
 def _future_pool(ctx: Context, decisions: Decisions) -> Pool:
@@ -207,6 +274,22 @@ class _Run:
 
         owed = guarantee(self.ctx.queue(job.queue).view)
         why = f"to return queue {job.queue} its guarantee of {owed} GPUs for job {job.job_id}"
+        self._free_for(job, self.victims, can_give, why)
+
+    def serve(self, job: PendingJob) -> None:
+        """Stop attempts of jobs in higher service bands than ``job`` (``reclaim_las``)."""
+        own = band(self.ctx, job.attained_gpu_s)
+        under_share = self.ledger.over_share(job.queue) + job.request.total_gpus <= EPSILON
+
+        def can_give(ledger: Ledger, running: RunningJob) -> bool:
+            if band(self.ctx, running_service(self.ctx, running)) <= own:
+                return False
+            if running.queue == job.queue:
+                return True
+            at_share = ledger.over_share(running.queue) >= -EPSILON
+            return under_share and at_share and ledger.keeps_guarantees(running, job.queue)
+
+        why = f"for job {job.job_id}, which has had less GPU service (2D-LAS band {own})"
         self._free_for(job, self.victims, can_give, why)
 
     def free_reservation(self, job: PendingJob, reservation: Reservation) -> None:

@@ -20,7 +20,7 @@ from scheduler.policy.decide import Policy, admit_all, greedy, no_preemption
 from scheduler.policy.ordering import priority_fifo
 from scheduler.policy.orderings import drf, fair_share, fifo, las, multifactor
 from scheduler.policy.placement import best_fit
-from scheduler.policy.preemption import reclaim
+from scheduler.policy.preemption import reclaim, reclaim_las
 
 T = TypeVar("T")
 
@@ -43,6 +43,7 @@ PREEMPTIONS: Mapping[str, Preempt] = MappingProxyType(
     {
         "none": no_preemption,  # never stop a running attempt
         "reclaim": reclaim,  # return guarantees and due reservations from borrowed GPUs
+        "reclaim_las": reclaim_las,  # reclaim, and less-served jobs stop more-served ones
     }
 )
 BACKFILLS: Mapping[str, Pass] = MappingProxyType(
