@@ -13,7 +13,7 @@ process that only submits a job starts fast.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -23,6 +23,7 @@ from pydantic import BaseModel, ValidationError
 from scheduler.domain.spec import JobSpec, QueuePatch, QueueSpec
 from scheduler.domain.status import TERMINAL
 from scheduler.domain.views import (
+    BatchResult,
     ErrorResponse,
     Health,
     JobList,
@@ -32,6 +33,7 @@ from scheduler.domain.views import (
     NodeList,
     QueueInfo,
     QueueList,
+    UsageReport,
 )
 
 API = "/api/v1"
@@ -102,6 +104,27 @@ class CorralClient:
         body = spec.model_dump(mode="json", exclude_unset=True)
         return self._call("POST", "/jobs", JobView, json=body, headers=headers)
 
+    def submit_batch(
+        self, specs: Sequence[JobSpec], idempotency_key: str | None = None
+    ) -> BatchResult:
+        """Many jobs in one request: all are stored or none (the error names the item)."""
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        body = {"jobs": [spec.model_dump(mode="json", exclude_unset=True) for spec in specs]}
+        return self._call("POST", "/jobs/batch", BatchResult, json=body, headers=headers)
+
+    def submit_array(
+        self, spec: JobSpec, indices: str | Sequence[int], idempotency_key: str | None = None
+    ) -> BatchResult:
+        """A job array: one job per index (``"0-999"``, ``"0-9:2"``, ``"1,3,5"`` or a list)."""
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        given = indices if isinstance(indices, str) else list(indices)
+        body = {"spec": spec.model_dump(mode="json", exclude_unset=True), "indices": given}
+        return self._call("POST", "/jobs/array", BatchResult, json=body, headers=headers)
+
+    def cancel_array(self, array_id: int) -> BatchResult:
+        """Cancel every job of the array that has not ended."""
+        return self._call("POST", f"/jobs/array/{array_id}/cancel", BatchResult)
+
     def list_jobs(
         self,
         status: list[str] | None = None,
@@ -109,8 +132,11 @@ class CorralClient:
         name: str | None = None,
         limit: int = 100,
         before_id: int | None = None,
+        array_id: int | None = None,
     ) -> JobList:
         params: dict[str, Any] = {"limit": limit}
+        if array_id is not None:
+            params["array_id"] = array_id
         if status:
             params["status"] = ",".join(status)
         if queue is not None:
@@ -127,11 +153,14 @@ class CorralClient:
         queue: str | None = None,
         name: str | None = None,
         page_size: int = 1000,
+        array_id: int | None = None,
     ) -> Iterator[JobView]:
         """Every matching job, newest first, fetched page by page."""
         before_id: int | None = None
         while True:
-            page = self.list_jobs(status, queue, name, limit=page_size, before_id=before_id)
+            page = self.list_jobs(
+                status, queue, name, limit=page_size, before_id=before_id, array_id=array_id
+            )
             yield from page.jobs
             if page.next_before_id is None or not page.jobs:
                 return
@@ -267,6 +296,12 @@ class CorralClient:
 
     def undrain(self, name: str) -> NodeInfo:
         return self._call("POST", f"/nodes/{_seg(name)}/undrain", NodeInfo)
+
+    # -- usage --------------------------------------------------------------------
+
+    def usage(self, by: str = "queue", since: str = "7d") -> UsageReport:
+        """GPU-hours per queue or user since a duration ago (``7d``) or an ISO time."""
+        return self._call("GET", "/usage", UsageReport, params={"by": by, "since": since})
 
     # -- health -------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from scheduler.domain.decisions import Decisions
 from scheduler.domain.snapshot import Snapshot
 from scheduler.runtime import Runtime
+from scheduler.store.leadership import fence
 from scheduler.store.models import utcnow
 from scheduler.store.placements import Applied, apply_decisions
 from scheduler.store.snapshot import build_snapshot
@@ -46,6 +47,7 @@ def run_cycle(rt: Runtime) -> CycleReport:
         duration_s=time.perf_counter() - started,
         preempted=applied.preempted,
     )
+    rt.metrics.cycle_duration.observe(report.duration_s)
     if applied.placed or applied.preempted:
         log.info(
             "cycle placed %d of %d pending job(s), preempted %d",
@@ -65,6 +67,8 @@ def _apply(rt: Runtime, decisions: Decisions) -> Applied:
     if not (decisions.placements or decisions.waits or decisions.preemptions):
         return Applied()
     with rt.db.write() as session:
+        if rt.election is not None:  # a deposed leader's placements must not commit
+            fence(session, rt.leader_epoch)
         applied = apply_decisions(session, decisions, utcnow())
     rt.notifier.notify(applied.effects)  # 4. report, after the commit
     return applied

@@ -8,13 +8,16 @@ thread; waiters live on the server's event loop.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+
+from prometheus_client import Histogram
 
 from scheduler.policy import Policy, make_policy
 from scheduler.settings import ServerSettings
 from scheduler.store.attempts import Effects
 from scheduler.store.db import Database
+from scheduler.store.leadership import LeaderLock
 
 
 class Notifier:
@@ -23,6 +26,8 @@ class Notifier:
         self._nodes: dict[str, asyncio.Event] = {}
         self.cycle = asyncio.Event()
         self.closing = False
+        # where wake-ups also go for the other servers on one PostgreSQL (WakeChannel)
+        self.publish: Callable[[list[str], bool], None] | None = None
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -56,7 +61,18 @@ class Notifier:
 
     def wake(self, nodes: Iterable[str] = (), *, schedule: bool = False) -> None:
         names = list(nodes)
-        if self._loop is None or (not names and not schedule):
+        if self.publish is not None and (names or schedule):
+            self.publish(names, schedule)
+        self.wake_local(names, schedule)
+
+    def wake_local(self, names: list[str] | None, schedule: bool) -> None:
+        """Wake this server's waiters only (``names`` None: every held long poll)."""
+        if self._loop is None or self._loop.is_closed():
+            return
+        if names is None:
+            self._loop.call_soon_threadsafe(lambda: self._fire(list(self._nodes), schedule))
+            return
+        if not names and not schedule:
             return
         try:
             running = asyncio.get_running_loop()
@@ -68,12 +84,36 @@ class Notifier:
             self._loop.call_soon_threadsafe(self._fire, names, schedule)
 
 
+CYCLE_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class ServerMetrics:
+    """Instruments this server process observes itself (the rest is read from the
+    database at scrape time, ``api/metrics.py``). Registered nowhere global: each
+    server (and each test's app) has its own, exported by its /metrics collector.
+    """
+
+    def __init__(self) -> None:
+        self.cycle_duration = Histogram(
+            "corral_cycle_duration_seconds",
+            "Duration of one scheduling cycle (snapshot, decide, apply).",
+            buckets=CYCLE_BUCKETS_S,
+            registry=None,
+        )
+
+
 @dataclass
 class Runtime:
     db: Database
     settings: ServerSettings
     notifier: Notifier = field(default_factory=Notifier)
     policy: Policy = field(init=False)
+    metrics: ServerMetrics = field(default_factory=ServerMetrics)
+    # several servers on one PostgreSQL: the lock that elects the one running the loops
+    # (None: this server alone runs them, as with SQLite)
+    election: LeaderLock | None = None
+    role: str = "leader"  # or "follower": serves the API only
+    leader_epoch: int = 0  # the epoch this server leads in; 0 while it does not lead
 
     def __post_init__(self) -> None:
         self.policy = build_policy(self.settings)

@@ -24,6 +24,15 @@ class ServerSettings:
     agent_sync_interval_s: float = 2.0
     checkpoint_root: Path | None = None  # shared storage; DATA_DIR/checkpoints if unset
     usage_interval_s: float = 30.0  # how often the queues' decayed usage is brought up to date
+    metrics_public: bool = False  # GET /metrics without a token (for a Prometheus scraper)
+    idle_util_pct: float = 5.0  # an attempt whose GPUs all stay under this ...
+    idle_window_s: float = 1800.0  # ... for this long is flagged idle (loops/idle.py)
+    idle_interval_s: float = 60.0
+    # telemetry history: raw samples, then 1-minute, then 1-hour averages (store/telemetry.py)
+    keep_samples_s: float = 6 * 3600.0
+    keep_minute_rollups_s: float = 7 * 86400.0
+    keep_hour_rollups_s: float = 400 * 86400.0
+    rollup_interval_s: float = 60.0  # how often closed buckets are rolled up
     # the policy's pieces, by registry name (scheduler/policy/registry.py)
     ordering: str = "fair_share"  # queues by deficit to their fair share
     placement: str = "best_fit"

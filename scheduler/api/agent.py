@@ -10,7 +10,9 @@ from scheduler.domain.views import ErrorResponse
 from scheduler.services import agents
 
 router = APIRouter(
-    prefix="/api/v1/agent", tags=["agents"], responses={401: {"model": ErrorResponse}}
+    prefix="/api/v1/agent",
+    tags=["agents"],
+    responses={401: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
 )
 
 

@@ -1,6 +1,8 @@
 """The FastAPI application and its lifespan: the server's loops run beside the API.
 
-With SQLite one server process owns the database file; every loop runs in it.
+With SQLite one server process owns the database file; every loop runs in it. With
+PostgreSQL every server serves the API and only the elected leader runs the loops
+(``scheduler/leader.py``).
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from scheduler import __version__
-from scheduler.api import agent, errors, jobs, nodes, queues
+from scheduler.api import agent, errors, jobs, metrics, nodes, queues, telemetry, ui, usage
 from scheduler.domain.views import Health
-from scheduler.loops.base import run_loops
+from scheduler.leader import lead
+from scheduler.loops.idle import idle_loop
 from scheduler.loops.limits import limits_loop
 from scheduler.loops.liveness import liveness_loop
 from scheduler.loops.prune import prune_loop
+from scheduler.loops.rollup import rollup_loop
 from scheduler.loops.schedule import schedule_loop
 from scheduler.loops.usage import usage_loop
 from scheduler.runtime import Runtime
@@ -38,9 +42,11 @@ def create_app(rt: Runtime, *, run_loops_in_app: bool = True) -> FastAPI:
                 liveness_loop(rt),
                 limits_loop(rt),
                 usage_loop(rt),
+                idle_loop(rt),
+                rollup_loop(rt),
                 prune_loop(rt),
             ]
-            task = asyncio.create_task(run_loops(loops, stopping))
+            task = asyncio.create_task(lead(rt, loops, stopping))  # only the leader runs them
         try:
             yield
         finally:
@@ -56,11 +62,12 @@ def create_app(rt: Runtime, *, run_loops_in_app: bool = True) -> FastAPI:
     )
     app.state.runtime = rt
     errors.install(app)
-    for module in (jobs, queues, nodes, agent):
+    for module in (jobs, queues, nodes, agent, usage, metrics, telemetry):
         app.include_router(module.router)
+    ui.install(app)
 
     @app.get("/healthz", response_model=Health, tags=["health"])
     def health() -> Health:
-        return Health(status="ok", version=__version__, database=rt.db.backend)
+        return Health(status="ok", version=__version__, database=rt.db.backend, role=rt.role)
 
     return app

@@ -29,8 +29,14 @@ def error_response(status: int, code: str, message: str, field: str | None = Non
 
 
 def _field(loc: tuple[Any, ...]) -> str | None:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    parts = [_printable(p) for p in loc if p not in ("body", "query", "path", "header")]
     return ".".join(parts) or None
+
+
+def _printable(part: Any) -> str:
+    """A key as sent, or quoted when it holds a line break or another unprintable."""
+    text = str(part)
+    return text if text.isprintable() else repr(text)
 
 
 def _validation(errors: list[Any]) -> JSONResponse:
@@ -51,6 +57,12 @@ def _malformed_json(error: dict[str, Any]) -> JSONResponse:
     reason = str((error.get("ctx") or {}).get("error") or "malformed")
     where = f" at character {loc[-1]}" if loc and isinstance(loc[-1], int) else ""
     return error_response(422, "invalid_request", f"the body is not valid JSON: {reason}{where}")
+
+
+def _undecodable_body() -> JSONResponse:
+    """Bytes that are not UTF-8 text are bad input like malformed JSON: the same 422."""
+    message = "the body is not valid JSON: it is not UTF-8 text"
+    return error_response(422, "invalid_request", message)
 
 
 async def _unauthenticated(request: Request) -> JSONResponse | None:
@@ -83,7 +95,9 @@ def install(app: FastAPI) -> None:
         return _validation(list(exc.errors()))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # FastAPI's only 400: a body it could not decode
+            return await _unauthenticated(request) or _undecodable_body()
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return error_response(exc.status_code, code, str(exc.detail))
 

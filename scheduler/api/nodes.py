@@ -5,11 +5,14 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from scheduler.api.deps import Auth, RuntimeDep
+from scheduler.domain.spec import Text
 from scheduler.domain.views import DrainRequest, ErrorResponse, NodeInfo, NodeList
 from scheduler.services import nodes
 
 router = APIRouter(
-    prefix="/api/v1/nodes", tags=["nodes"], responses={401: {"model": ErrorResponse}}
+    prefix="/api/v1/nodes",
+    tags=["nodes"],
+    responses={401: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
 )
 
 
@@ -19,15 +22,15 @@ def list_nodes(rt: RuntimeDep, _: Auth) -> NodeList:
 
 
 @router.get("/{name}", response_model=NodeInfo, responses={404: {"model": ErrorResponse}})
-def show(name: str, rt: RuntimeDep, _: Auth) -> NodeInfo:
+def show(name: Text, rt: RuntimeDep, _: Auth) -> NodeInfo:
     return nodes.get_node(rt, name)
 
 
 @router.post("/{name}/drain", response_model=NodeInfo, responses={404: {"model": ErrorResponse}})
-def drain(name: str, rt: RuntimeDep, _: Auth, body: DrainRequest | None = None) -> NodeInfo:
+def drain(name: Text, rt: RuntimeDep, _: Auth, body: DrainRequest | None = None) -> NodeInfo:
     return nodes.set_drained(rt, name, True, (body or DrainRequest()).reason)
 
 
 @router.post("/{name}/undrain", response_model=NodeInfo, responses={404: {"model": ErrorResponse}})
-def undrain(name: str, rt: RuntimeDep, _: Auth) -> NodeInfo:
+def undrain(name: Text, rt: RuntimeDep, _: Auth) -> NodeInfo:
     return nodes.set_drained(rt, name, False)

@@ -5,12 +5,14 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from scheduler.api.deps import Auth, RuntimeDep
-from scheduler.domain.spec import QueuePatch, QueueSpec
+from scheduler.domain.spec import QueuePatch, QueueSpec, Text
 from scheduler.domain.views import ErrorResponse, QueueInfo, QueueList
 from scheduler.services import queues
 
 router = APIRouter(
-    prefix="/api/v1/queues", tags=["queues"], responses={401: {"model": ErrorResponse}}
+    prefix="/api/v1/queues",
+    tags=["queues"],
+    responses={401: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
 )
 
 
@@ -27,10 +29,10 @@ def create(spec: QueueSpec, rt: RuntimeDep, _: Auth) -> QueueInfo:
 
 
 @router.get("/{name}", response_model=QueueInfo, responses={404: {"model": ErrorResponse}})
-def show(name: str, rt: RuntimeDep, _: Auth) -> QueueInfo:
+def show(name: Text, rt: RuntimeDep, _: Auth) -> QueueInfo:
     return queues.get_queue(rt, name)
 
 
 @router.patch("/{name}", response_model=QueueInfo, responses={404: {"model": ErrorResponse}})
-def update(name: str, patch: QueuePatch, rt: RuntimeDep, _: Auth) -> QueueInfo:
+def update(name: Text, patch: QueuePatch, rt: RuntimeDep, _: Auth) -> QueueInfo:
     return queues.update_queue(rt, name, patch)

@@ -11,6 +11,7 @@ from types import FrameType
 import uvicorn
 
 from scheduler.api.app import create_app
+from scheduler.leader import standing
 from scheduler.paths import server_info_path, write_private
 from scheduler.runtime import Runtime
 from scheduler.services.bootstrap import prepare
@@ -37,6 +38,12 @@ def serve(settings: ServerSettings, *, announce: bool = True) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(settings.database_url)
     rt = Runtime(db=db, settings=settings)
+    with standing(rt):  # SQLite: this server alone; PostgreSQL: an election among servers
+        _serve(rt, announce)
+
+
+def _serve(rt: Runtime, announce: bool) -> None:
+    settings, db = rt.settings, rt.db
     token_path = prepare(rt)
     sock = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

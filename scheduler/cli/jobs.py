@@ -12,10 +12,11 @@ from typing import Any
 import click
 
 from scheduler.cli import render
-from scheduler.cli.config import CliError, cli_context
+from scheduler.cli.config import CliContext, CliError, cli_context
 from scheduler.cli.spec_input import SpecFlags, build_spec
 from scheduler.cli.templates import WORKLOADS
 from scheduler.client import CorralError
+from scheduler.domain.spec import JobSpec
 from scheduler.domain.status import JobStatus
 from scheduler.domain.views import JobList, JobView
 
@@ -84,6 +85,12 @@ def job_id_type() -> click.IntRange:
 @click.option("-e", "--env", multiple=True, metavar="KEY=VALUE", help="set a variable")
 @click.option("--workdir", help="absolute working directory on the node")
 @click.option("--idempotency-key", help="a retried submit with this key makes no second job")
+@click.option(
+    "--array",
+    "array",
+    metavar="INDICES",
+    help="a job array, one job per index (0-999, 0-9:2, 1,3,5); each gets CORRAL_ARRAY_INDEX",
+)
 @click.option("--wait", is_flag=True, help="wait for the end; exit with the job's exit code")
 @click.option("--json", "as_json", is_flag=True, help="print the job as JSON")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
@@ -92,6 +99,7 @@ def submit(
     spec_file: Path | None,
     command: tuple[str, ...],
     idempotency_key: str | None,
+    array: str | None,
     wait: bool,
     as_json: bool,
     workload: str | None,
@@ -104,6 +112,9 @@ def submit(
     """
     spec = build_spec(spec_file, SpecFlags(**flags), command, workload)
     context = cli_context()
+    if array is not None:
+        submit_array(context, spec, array, idempotency_key, wait=wait, as_json=as_json)
+        return
     with context.client() as client:
         job = client.submit(spec, idempotency_key)
         if not as_json:
@@ -116,6 +127,32 @@ def submit(
         render.print_line(render.job_outcome(job))
     if wait:
         raise SystemExit(exit_code_of(job))
+
+
+def submit_array(
+    context: CliContext,
+    spec: JobSpec,
+    indices: str,
+    idempotency_key: str | None,
+    *,
+    wait: bool,
+    as_json: bool,
+) -> None:
+    """One request makes the whole array; its id is the id of its first job."""
+    if wait:
+        raise CliError("--wait does not apply to --array; follow it with `corral jobs --array ID`")
+    if "%" in indices:
+        raise CliError(f"--array {indices!r}: a concurrency cap (%N) is not supported")
+    with context.client() as client:
+        result = client.submit_array(spec, indices, idempotency_key)
+    if as_json:
+        render.echo_json(result)
+        return
+    ids = result.job_ids
+    render.print_line(
+        f"submitted array {result.array_id} ({len(ids)} jobs, {ids[0]}..{ids[-1]}) "
+        f"to queue {spec.queue}"
+    )
 
 
 class _StartReporter:
@@ -161,6 +198,7 @@ def exit_code_of(job: JobView) -> int:
 @click.option("--name", help="only jobs with this name")
 @click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
 @click.option("--all", "all_pages", is_flag=True, help="every job, page after page")
+@click.option("--array", "array_id", type=job_id_type(), help="only the jobs of this array")
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 def list_jobs(
     *,
@@ -169,15 +207,16 @@ def list_jobs(
     name: str | None,
     limit: int,
     all_pages: bool,
+    array_id: int | None,
     as_json: bool,
 ) -> None:
     """List jobs, newest first."""
     wanted = parse_statuses(statuses)
     with cli_context().client() as client:
         if all_pages:
-            found = JobList(jobs=list(client.iter_jobs(wanted, queue, name)))
+            found = JobList(jobs=list(client.iter_jobs(wanted, queue, name, array_id=array_id)))
         else:
-            found = client.list_jobs(wanted, queue, name, limit=limit)
+            found = client.list_jobs(wanted, queue, name, limit=limit, array_id=array_id)
     if as_json:
         render.echo_json(found)
     else:
@@ -247,12 +286,23 @@ def logs(job_id: int, attempt: int | None, follow: bool, as_json: bool) -> None:
 \b
   corral cancel 12
   corral cancel 12 13 14
+  corral cancel --array 20
 """,
 )
-@click.argument("job_ids", nargs=-1, required=True, type=job_id_type())
+@click.argument("job_ids", nargs=-1, type=job_id_type())
+@click.option(
+    "--array", "array_id", type=job_id_type(), help="cancel every job of this array that runs"
+)
 @click.option("--json", "as_json", is_flag=True, help="print the jobs and errors as JSON")
-def cancel(job_ids: tuple[int, ...], as_json: bool) -> None:
+def cancel(job_ids: tuple[int, ...], array_id: int | None, as_json: bool) -> None:
     """Cancel jobs; running ones are stopped (SIGTERM, grace period, SIGKILL)."""
+    if array_id is not None:
+        if job_ids:
+            raise CliError("give job ids or --array, not both")
+        cancel_array(array_id, as_json)
+        return
+    if not job_ids:
+        raise CliError("no job to cancel: give job ids or --array ID")
     done: list[JobView] = []
     errors: list[dict[str, Any]] = []
     with cli_context().client() as client:
@@ -273,3 +323,13 @@ def cancel(job_ids: tuple[int, ...], as_json: bool) -> None:
         render.echo_json({"jobs": done, "errors": errors})
     if errors:
         raise SystemExit(1)
+
+
+def cancel_array(array_id: int, as_json: bool) -> None:
+    """One request cancels the array's jobs that have not ended."""
+    with cli_context().client() as client:
+        result = client.cancel_array(array_id)
+    if as_json:
+        render.echo_json(result)
+    else:
+        render.print_line(f"cancelled array {array_id}: {len(result.job_ids)} job(s) not yet ended")

@@ -26,6 +26,8 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "cancel": ("scheduler.cli.jobs:cancel", "Cancel jobs."),
     "queues": ("scheduler.cli.queues:queues", "List, show, create and update queues."),
     "nodes": ("scheduler.cli.nodes:nodes", "List and show nodes; drain and undrain them."),
+    "top": ("scheduler.cli.top:top", "A live view of nodes, GPUs, running jobs and queues."),
+    "usage": ("scheduler.cli.usage:usage", "GPU-hours per queue or user; CSV export."),
     "agent": ("scheduler.cli.agent:agent", "Run this node's agent."),
     "server": ("scheduler.cli.server:server", "Run the corral server."),
     "db": ("scheduler.cli.db:db", "Manage the server's database."),

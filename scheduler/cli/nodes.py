@@ -108,7 +108,18 @@ def undrain(name: str, as_json: bool) -> None:
 
 def print_nodes(found: NodeList) -> None:
     grid = render.table(
-        "NAME", "STATE", "GPUS", "TYPES", "GPU UTIL", "CPU", "MEMORY", "SEEN", "REASON"
+        "NAME",
+        "STATE",
+        "GPUS",
+        "FREE",
+        "TYPES",
+        "GPU UTIL",
+        "GPU MEM",
+        "HEALTH",
+        "CPU",
+        "MEMORY",
+        "SEEN",
+        "REASON",
     )
     for node in found.nodes:
         render.add_row(
@@ -116,14 +127,29 @@ def print_nodes(found: NodeList) -> None:
             node.name,
             node.state,
             f"{node.gpus_allocated}/{node.gpus_total} used",
+            node.gpus_free,
             ",".join(node.gpu_types),
             render.format_pct(node.utilization_pct),
+            _used_of(node.gpu_memory_used_mib, node.gpu_memory_total_mib),
+            health_text(node),
             render.format_pct(node.cpu_pct),
             _used_of(node.memory_used_mib, node.memory_total_mib),
             render.age(node.last_seen_at),
             node.drain_reason,
         )
     render.print_table(grid)
+
+
+def health_text(node: NodeInfo) -> str:
+    """``ok``, or what is wrong: a lost agent, unhealthy GPUs, uncorrected ECC errors."""
+    flags = []
+    if node.state == "lost":
+        flags.append("agent lost")
+    if node.gpus_unhealthy:
+        flags.append(f"{node.gpus_unhealthy} GPU(s) unhealthy")
+    if node.gpus_with_ecc_errors:
+        flags.append(f"ECC errors on {node.gpus_with_ecc_errors} GPU(s)")
+    return ", ".join(flags) or "ok"
 
 
 def print_node(node: NodeInfo) -> None:
@@ -135,6 +161,10 @@ def print_node(node: NodeInfo) -> None:
             ("drain reason", node.drain_reason),
             ("last seen", render.format_time(node.last_seen_at)),
             ("GPUs", f"{node.gpus_allocated} of {node.gpus_total} used, {node.gpus_free} free"),
+            ("GPU types", ", ".join(node.gpu_types) or None),
+            ("GPU util", render.format_pct(node.utilization_pct)),
+            ("GPU memory", _used_of(node.gpu_memory_used_mib, node.gpu_memory_total_mib)),
+            ("health", health_text(node)),
             ("CPUs", f"{node.cpus} ({render.format_pct(node.cpu_pct)} busy)"),
             ("memory", _used_of(node.memory_used_mib, node.memory_total_mib)),
         ]
@@ -154,6 +184,7 @@ def print_gpus(gpus: list[GpuInfo]) -> None:
         "ECC",
         "HEALTH",
         "JOB",
+        "ATTEMPT",
         "UUID",
         title="GPUs",
     )
@@ -169,6 +200,7 @@ def print_gpus(gpus: list[GpuInfo]) -> None:
             gpu.ecc_errors,
             "ok" if gpu.healthy else "UNHEALTHY",
             gpu.job_id,
+            gpu.attempt_id,
             gpu.uuid,
         )
     render.print_line("")

@@ -39,6 +39,11 @@ def queue_options(create: bool) -> Any:
                 metavar="TYPE=GUARANTEE[:MAX]",
                 help=f"guarantee (and cap) for one GPU type; repeatable{replaces}",
             ),
+            click.option(
+                "--idle-action",
+                type=click.Choice(["none", "stop"]),
+                help="attempts whose GPUs stay idle: only flag them, or stop them [none]",
+            ),
         ]
         if not create:
             options += [
@@ -210,6 +215,7 @@ def show_queue(queue: QueueInfo, as_json: bool) -> None:
             ("borrow limit GPUs", _limit(queue.borrow_limit_gpus)),
             ("max GPUs", _limit(queue.max_gpus)),
             ("type quotas", _quotas(queue.type_quotas)),
+            ("idle action", queue.idle_action),
             ("fair share GPUs", _gpus(queue.fair_share_gpus)),
             ("allocated GPUs", queue.allocated_gpus),
             ("borrowed GPUs", queue.borrowed_gpus),

@@ -184,6 +184,8 @@ def job_reason(job: JobView) -> str | None:
         if job.wait_reason and job.wait_position is not None:
             return f"{job.wait_reason} #{job.wait_position}"
         return job.wait_reason
+    if job.idle_since is not None:  # allocated but idle (the server's idle loop)
+        return f"IDLE since {_short_time(job.idle_since)}"
     return job.termination_reason
 
 
@@ -229,6 +231,7 @@ def print_job(job: JobView, now: datetime | None = None) -> None:
         ("started", format_time(job.started_at, now)),
         ("ended", format_time(job.ended_at, now)),
         ("gpus", format_gpus(job.gpus)),
+        *_idle_rows(job, now),
         ("retries", f"{job.retries_used} of {job.spec.get('max_retries', 0)} used"),
     ]
     rows += _stop_rules(job.spec)
@@ -239,6 +242,13 @@ def print_job(job: JobView, now: datetime | None = None) -> None:
         print_attempts(job.attempts, now)
     if job.events:
         print_events(job.events)
+
+
+def _idle_rows(job: JobView, now: datetime | None) -> list[tuple[str, object]]:
+    """Allocated but idle: since when its GPUs have all stayed under the threshold."""
+    if job.idle_since is None:
+        return []
+    return [("idle", f"its GPUs are idle since {format_time(job.idle_since, now)}")]
 
 
 def _stop_rules(spec: dict[str, Any]) -> list[tuple[str, object]]:

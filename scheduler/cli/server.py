@@ -158,7 +158,44 @@ def database_url_for(data_dir: Path, url: str | None) -> str:
     type=click.IntRange(1),
     help="... if they are attempts of at least this many different jobs",
 )
+@click.option(
+    "--keep-samples",
+    default=_as_duration(_default("keep_samples_s")),
+    show_default=True,
+    help="keep raw GPU and host samples this long ...",
+)
+@click.option(
+    "--keep-minute-rollups",
+    default=_as_duration(_default("keep_minute_rollups_s")),
+    show_default=True,
+    help="... then 1-minute averages this long ...",
+)
+@click.option(
+    "--keep-hour-rollups",
+    default=_as_duration(_default("keep_hour_rollups_s")),
+    show_default=True,
+    help="... then 1-hour averages this long",
+)
 @_policy_options
+@click.option(
+    "--metrics-public/--no-metrics-public",
+    default=False,
+    show_default=True,
+    help="serve GET /metrics without a token (for a Prometheus scraper)",
+)
+@click.option(
+    "--idle-util-pct",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(0, 100),
+    help="an attempt whose GPUs all stay under this utilisation ...",
+)
+@click.option(
+    "--idle-window",
+    default="30m",
+    show_default=True,
+    help="... for this long is flagged idle (and stopped if its queue says idle_action: stop)",
+)
 @click.option(
     "--log-level",
     default="info",
@@ -182,6 +219,7 @@ def server(
     (mode 600); the CLI on this machine finds the server and the token by itself.
     """
     from scheduler.api.serve import serve
+    from scheduler.leader import AlreadyServing
     from scheduler.runtime import build_policy
 
     logging.basicConfig(level=log_level.upper(), format=LOG_FORMAT)
@@ -196,7 +234,9 @@ def server(
         cycle_interval_s=cycle_interval_s,
         checkpoint_root=Path(checkpoint_dir).resolve() if checkpoint_dir else None,
         retry=_retry_settings(flags),
+        **_telemetry_settings(flags),
         **_policy_settings(flags),
+        **_observability_settings(flags),
     )
     try:
         build_policy(settings)  # an unknown name is one line here, not a traceback later
@@ -204,6 +244,8 @@ def server(
         raise CliError(str(exc)) from None
     try:
         serve(settings)
+    except AlreadyServing as exc:
+        raise CliError(str(exc)) from None
     except OSError as exc:
         raise CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     except Exception as exc:
@@ -221,6 +263,29 @@ def _retry_settings(flags: dict[str, Any]) -> RetrySettings:
         drain_after_failures=int(flags["drain_after_failures"]),
         drain_after_jobs=int(flags["drain_after_jobs"]),
     )
+
+
+def _observability_settings(flags: dict[str, Any]) -> dict[str, Any]:
+    """``ServerSettings`` fields of /metrics and the idle loop from their flags."""
+    return {
+        "metrics_public": bool(flags["metrics_public"]),
+        "idle_util_pct": float(flags["idle_util_pct"]),
+        "idle_window_s": _duration(str(flags["idle_window"]), "--idle-window", positive=True),
+    }
+
+
+def _telemetry_settings(flags: dict[str, Any]) -> dict[str, Any]:
+    """How long each telemetry level is kept; each at least as long as the finer one."""
+    keep = {
+        name: _duration(str(flags[name]), "--" + name.replace("_", "-"), positive=True)
+        for name in ("keep_samples", "keep_minute_rollups", "keep_hour_rollups")
+    }
+    if not keep["keep_samples"] <= keep["keep_minute_rollups"] <= keep["keep_hour_rollups"]:
+        raise CliError(
+            "--keep-samples, --keep-minute-rollups, --keep-hour-rollups: each must be at "
+            "least as long as the one before"
+        )
+    return {f"{name}_s": seconds for name, seconds in keep.items()}
 
 
 def _policy_settings(flags: dict[str, Any]) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 from pydantic import ValidationError
+from yaml.reader import ReaderError
 
 from scheduler.cli.config import CliError
 from scheduler.cli.templates import workload_fields
@@ -62,7 +63,7 @@ def build_spec(
             base = workload_fields(workload, command)
         except ValueError as exc:
             raise CliError(str(exc)) from None
-        resources = {**base.get("resources", {}), **fields.get("resources", {})}
+        resources = {**base.get("resources", {}), **_mapping(fields.get("resources"), "resources")}
         fields = {**base, **fields, "resources": resources}
         command = ()
     fields = merge_flags(_yaml_scalars_as_strings(fields), flags)
@@ -86,21 +87,42 @@ def command_from_args(args: Sequence[str]) -> list[str] | str:
 def load_spec_file(path: Path) -> dict[str, Any]:
     """The mapping in a YAML job file; a syntax error or a non-mapping is a ``CliError``."""
     try:
-        loaded = yaml.safe_load(path.read_text())
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise CliError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        raise CliError(f"{where}: invalid YAML: {_yaml_problem(exc)}") from None
-    except yaml.YAMLError as exc:
-        raise CliError(f"{path}: invalid YAML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise CliError(f"{path}: not UTF-8 text (byte {exc.start} cannot be decoded)") from None
+    loaded = _parse_yaml(path, text)
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):
         kind = type(loaded).__name__
         raise CliError(f"{path}: a job file must be a mapping of fields, not a {kind}")
     return dict(loaded)
+
+
+def _parse_yaml(path: Path, text: str) -> Any:
+    """``yaml.safe_load``, with every way it can fail as one ``CliError`` line."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        raise CliError(f"{where}: invalid YAML: {_one_line(_yaml_problem(exc))}") from None
+    except ReaderError as exc:  # a control character YAML does not allow
+        code = f" #x{exc.character:04x}" if isinstance(exc.character, int) else ""
+        what = f"the character{code} at position {exc.position} is not allowed"
+        raise CliError(f"{path}: invalid YAML: {what}") from None
+    except yaml.YAMLError as exc:
+        raise CliError(f"{path}: invalid YAML: {_one_line(str(exc))}") from None
+    except RecursionError:
+        raise CliError(f"{path}: invalid YAML: nested too deeply") from None
+    except ValueError as exc:  # YAML reads it, Python cannot hold it: 2001-02-30, 5000 digits
+        raise CliError(f"{path}: invalid YAML value: {_one_line(str(exc))}") from None
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 def _yaml_problem(exc: yaml.MarkedYAMLError) -> str:
@@ -162,9 +184,15 @@ def format_validation_error(exc: ValidationError) -> str:
     parts = []
     for error in exc.errors(include_url=False):
         message = str(error["msg"]).removeprefix("Value error, ")
-        location = ".".join(str(part) for part in error["loc"])
+        location = ".".join(_location_part(part) for part in error["loc"])
         parts.append(f"{location}: {message}" if location else message)
     return "; ".join(parts)
+
+
+def _location_part(part: Any) -> str:
+    """A key as written, or quoted when it holds a line break or another unprintable."""
+    text = str(part)
+    return text if text.isprintable() else repr(text)
 
 
 def _yaml_scalars_as_strings(fields: dict[str, Any]) -> dict[str, Any]:

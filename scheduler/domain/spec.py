@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import re
 import shlex
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -40,14 +41,39 @@ _SIZE_UNITS_MIB = {
 _DURATION_UNITS_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
+def reject_nul(value: Any) -> Any:
+    """Refuse text holding a NUL character, in strings and inside lists and mappings.
+
+    No argv word, environment entry or path can carry one, and PostgreSQL text columns
+    refuse it; a NUL that got in would fail far from the request that brought it.
+    """
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("must not contain a NUL character")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            reject_nul(key)
+            reject_nul(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            reject_nul(item)
+    return value
+
+
+Text = Annotated[str, AfterValidator(reject_nul)]  # any text a request may carry
+
+
 def parse_size_mib(value: Any) -> Any:
     """``"16GiB"`` -> 16384; ``512`` stays 512 (MiB). Other values pass to pydantic."""
     if not isinstance(value, str):
         return value
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", value)
+    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*", value)
     if not match or match.group(2).lower() not in _SIZE_UNITS_MIB:
         raise ValueError(f"not a size: {value!r} (use e.g. 512M, 16G, 16GiB)")
-    return int(float(match.group(1)) * _SIZE_UNITS_MIB[match.group(2).lower()])
+    mib = float(match.group(1)) * _SIZE_UNITS_MIB[match.group(2).lower()]
+    if mib > MAX_SIZE_MIB:  # also a float's inf, which no int can hold
+        raise ValueError(f"too large: {_clip(value)} (at most {MAX_SIZE_MIB} MiB)")
+    return int(mib)
 
 
 def parse_duration_s(value: Any) -> Any:
@@ -55,12 +81,25 @@ def parse_duration_s(value: Any) -> Any:
     if not isinstance(value, str):
         return value
     text = value.strip().lower()
-    if text.isdigit():
-        return int(text)
-    parts = re.findall(r"(\d+)\s*([smhd])", text)
+    if re.fullmatch(r"[0-9]+", text):
+        return _duration_number(text)
+    parts = re.findall(r"([0-9]+)\s*([smhd])", text)
     if not parts or "".join(n + u for n, u in parts) != text.replace(" ", ""):
-        raise ValueError(f"not a duration: {value!r} (use e.g. 90, 45s, 30m, 1h30m, 2d)")
-    return sum(int(n) * _DURATION_UNITS_S[u] for n, u in parts)
+        raise ValueError(f"not a duration: {_clip(value)} (use e.g. 90, 45s, 30m, 1h30m, 2d)")
+    return sum(_duration_number(n) * _DURATION_UNITS_S[u] for n, u in parts)
+
+
+def _duration_number(digits: str) -> int:
+    """Far more digits than any duration bound are refused before ``int()``, whose own
+    limit (4300 digits) would speak of ``sys.set_int_max_str_digits``."""
+    if len(digits.lstrip("0")) > 18:
+        raise ValueError(f"too large: {_clip(digits)} (at most {MAX_DURATION_S} s)")
+    return int(digits)
+
+
+def _clip(value: str, keep: int = 40) -> str:
+    """``value`` quoted for a message, cut short: a message stays one readable line."""
+    return repr(value) if len(value) <= keep else f"{value[:keep]!r}... ({len(value)} chars)"
 
 
 # Linux signal numbers, for a notice given by number (``"10@60"`` is ``USR1@60``).
@@ -146,6 +185,7 @@ class Resources(BaseModel):
     )
 
     _sizes = field_validator("gpu_memory_mib", "memory_mib", mode="before")(parse_size_mib)
+    _no_nul = field_validator("*")(reject_nul)
 
     @property
     def total_gpus(self) -> int:
@@ -191,6 +231,7 @@ class JobSpec(BaseModel):
 
     _duration = field_validator("time_limit_s", mode="before")(parse_duration_s)
     _notice = field_validator("signal", mode="before")(parse_notice)
+    _no_nul = field_validator("*")(reject_nul)
 
     @field_validator("retry_on_exit_codes")
     @classmethod
@@ -293,6 +334,8 @@ class TypeQuotaSpec(BaseModel):
     guaranteed_gpus: int = Field(default=0, ge=0, le=MAX_QUOTA_GPUS)
     max_gpus: int | None = Field(default=None, ge=0, le=MAX_QUOTA_GPUS)
 
+    _no_nul = field_validator("*")(reject_nul)
+
     @model_validator(mode="after")
     def _cap_above_guarantee(self) -> TypeQuotaSpec:
         if self.max_gpus is not None and self.max_gpus < self.guaranteed_gpus:
@@ -328,6 +371,11 @@ class QueueSpec(BaseModel):
     max_gpus: int | None = Field(default=None, ge=0, le=MAX_QUOTA_GPUS)
     parent: str | None = Field(default=None, pattern=NAME_RE, description="its org, if any")
     type_quotas: list[TypeQuotaSpec] = Field(default_factory=list, max_length=64)
+    idle_action: Literal["none", "stop"] = Field(
+        default="none",
+        description="what to do with an attempt whose GPUs all stay idle: flag it only "
+        "(none) or stop it (stop)",
+    )
 
     _types = field_validator("type_quotas")(_distinct_types)
 
@@ -360,5 +408,69 @@ class QueuePatch(BaseModel):
     max_gpus: int | None = Field(default=None, ge=0, le=MAX_QUOTA_GPUS)
     parent: str | None = Field(default=None, pattern=NAME_RE)
     type_quotas: list[TypeQuotaSpec] | None = Field(default=None, max_length=64)
+    idle_action: Literal["none", "stop"] | None = Field(default=None)
 
     _types = field_validator("type_quotas")(_distinct_types)
+
+
+MAX_BATCH_JOBS = 10_000  # one batch or array: one transaction of bounded size
+MAX_ARRAY_INDEX = 1_000_000
+
+
+def parse_array_indices(value: Any) -> Any:
+    """Slurm's ``--array`` form to a sorted list of distinct indices.
+
+    ``"0-3"`` -> [0, 1, 2, 3]; ``"0-9:4"`` -> [0, 4, 8]; ``"1,3,5"`` and mixes like
+    ``"1-3,7"`` too. A list of ints passes on to the field's own checks.
+    """
+    if not isinstance(value, str):
+        return value
+    indices: set[int] = set()
+    for part in value.replace(" ", "").split(","):
+        match = re.fullmatch(r"(\d+)(?:-(\d+)(?::(\d+))?)?", part)
+        if not match:
+            raise ValueError(f"not an array range: {part!r} (use e.g. 0-999, 0-9:2, 1,3,5)")
+        first = int(match.group(1))
+        last = int(match.group(2)) if match.group(2) is not None else first
+        step = int(match.group(3)) if match.group(3) is not None else 1
+        if last < first:
+            raise ValueError(f"not an array range: {part!r} (the end is below the start)")
+        if step < 1:
+            raise ValueError(f"not an array range: {part!r} (the step must be 1 or more)")
+        if (last - first) // step + 1 + len(indices) > MAX_BATCH_JOBS:
+            raise ValueError(f"an array holds at most {MAX_BATCH_JOBS} jobs")
+        span = range(first, last + 1, step)
+        if not indices.isdisjoint(span):
+            raise ValueError(f"an index is given twice in {value!r}")
+        indices.update(span)
+    return sorted(indices)
+
+
+class BatchSubmit(BaseModel):
+    """Many jobs in one request, stored all or none in one transaction."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    jobs: list[JobSpec] = Field(min_length=1, max_length=MAX_BATCH_JOBS)
+
+
+class ArraySubmit(BaseModel):
+    """A job array: one job per index, each told its index in ``CORRAL_ARRAY_INDEX``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    spec: JobSpec
+    indices: list[Annotated[int, Field(ge=0, le=MAX_ARRAY_INDEX)]] = Field(
+        min_length=1,
+        max_length=MAX_BATCH_JOBS,
+        description="a list, or a range string: 0-999, 0-9:2, 1,3,5",
+    )
+
+    _indices = field_validator("indices", mode="before")(parse_array_indices)
+
+    @field_validator("indices")
+    @classmethod
+    def _distinct(cls, value: list[int]) -> list[int]:
+        if len(set(value)) != len(value):
+            raise ValueError("an index is given twice")
+        return sorted(value)

@@ -21,6 +21,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from scheduler.domain.spec import reject_nul
+
 MAX_LOG_CHUNK_BYTES = 256 * 1024
 INT31 = 2**31 - 1  # bounds that keep reported numbers inside the database's columns
 INT63 = 2**63 - 1
@@ -28,9 +30,12 @@ MAX_WAIT_S = 30.0
 
 
 class _Msg(BaseModel):
-    """What an agent sends: validated strictly (an unknown field is a 422)."""
+    """What an agent sends: validated strictly (an unknown field is a 422, and so is a
+    NUL character in any text)."""
 
     model_config = ConfigDict(extra="forbid", ser_json_bytes="base64", val_json_bytes="base64")
+
+    _no_nul = field_validator("*")(reject_nul)
 
 
 class _Reply(BaseModel):

@@ -10,6 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from scheduler.domain.spec import Text
+
 
 class _View(BaseModel):
     model_config = ConfigDict(extra="ignore")
@@ -59,6 +61,10 @@ class AttemptView(_View):
         description="while it runs: GPU-seconds since its last checkpoint (or its start), "
         "what a stop now would lose",
     )
+    idle_since: datetime | None = Field(
+        default=None,
+        description="allocated but idle: its GPUs all stayed under the idle threshold since then",
+    )
 
 
 class EventView(_View):
@@ -94,8 +100,14 @@ class JobView(_View):
     )
     nodes: list[str] = Field(default_factory=list, description="nodes of the live/last attempt")
     gpus: list[GpuRefView] = Field(default_factory=list, description="GPUs held now")
+    idle_since: datetime | None = Field(
+        default=None, description="its live attempt is allocated but idle since then"
+    )
+    submitted_by: str | None = Field(default=None, description="the submitting token's name")
     attempts: list[AttemptView] | None = Field(default=None, description="only from show")
     events: list[EventView] | None = Field(default=None, description="only from show")
+    array_id: int | None = Field(default=None, description="its array: the first job's id")
+    array_index: int | None = Field(default=None, description="its CORRAL_ARRAY_INDEX")
 
 
 class JobList(_View):
@@ -103,6 +115,14 @@ class JobList(_View):
     next_before_id: int | None = Field(
         default=None, description="pass as before_id for the next (older) page"
     )
+
+
+class BatchResult(_View):
+    """What a batch or array submit stored: the job ids in the order of the request."""
+
+    job_ids: list[int]
+    array_id: int | None = Field(default=None, description="set for an array")
+    created: bool = Field(description="False: an earlier request with this key made them")
 
 
 class LogChunk(_View):
@@ -140,6 +160,9 @@ class QueueInfo(_View):
     usage_gpu_hours: float = Field(
         default=0.0, description="GPU-hours used, decayed with the usage half-life"
     )
+    idle_action: str = Field(
+        default="none", description="none (flag idle attempts) or stop (stop them)"
+    )
 
 
 class QueueList(_View):
@@ -175,6 +198,12 @@ class NodeInfo(_View):
     gpus_free: int
     gpu_types: list[str] = Field(default_factory=list)
     utilization_pct: float | None = Field(default=None, description="mean over its GPUs")
+    gpu_memory_used_mib: int | None = Field(default=None, description="sum over its GPUs")
+    gpu_memory_total_mib: int = 0
+    gpus_unhealthy: int = Field(
+        default=0, description="GPUs reported unhealthy (lost by the driver, or needing a reset)"
+    )
+    gpus_with_ecc_errors: int = Field(default=0, description="GPUs with uncorrected ECC errors")
     cpu_pct: float | None = None
     memory_used_mib: int | None = None
     gpus: list[GpuInfo] | None = Field(default=None, description="only from show")
@@ -184,12 +213,74 @@ class NodeList(_View):
     nodes: list[NodeInfo]
 
 
+class UsageEntry(_View):
+    """What one queue or user consumed in a window (GPU-hours clipped to the window)."""
+
+    key: str = Field(description="the queue's name or the user's (token) name")
+    gpu_hours_allocated: float = Field(description="GPU-hours its attempts held")
+    gpu_hours_used: float = Field(
+        description="allocated GPU-hours weighted by the GPUs' sampled utilisation"
+    )
+    gpu_hours_lost_to_preemption: float = Field(
+        description="GPU-hours of preempted or node-lost attempts after their last checkpoint"
+    )
+    jobs_run: int = Field(description="jobs that held GPUs in the window")
+    jobs_failed: int = Field(description="jobs that ended failed in the window")
+    jobs_preempted: int = Field(description="jobs with an attempt preempted in the window")
+
+
+class UsageReport(_View):
+    by: str = Field(description="queue or user")
+    since: datetime
+    until: datetime
+    entries: list[UsageEntry]
+
+
 class DrainRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    reason: str = Field(default="drained by an operator", min_length=1, max_length=500)
+    reason: Text = Field(default="drained by an operator", min_length=1, max_length=500)
 
 
 class Health(_View):
     status: str
     version: str
     database: str
+    role: str = Field(
+        default="leader",
+        description="leader (runs the scheduling cycle and loops) or follower (serves the "
+        "API only; several servers on one PostgreSQL)",
+    )
+
+
+class TelemetryPoint(_View):
+    """One GPU over ``[at, at + resolution_s)``; a raw sample has ``resolution_s`` 0."""
+
+    at: datetime
+    resolution_s: int = Field(description="0 for a raw sample, 60 or 3600 for an average")
+    samples: int = Field(description="how many raw samples it stands for")
+    utilization_pct: float | None = Field(default=None, description="mean over the bucket")
+    utilization_max_pct: float | None = None
+    memory_used_mib: float | None = None
+    temperature_c: float | None = None
+    power_w: float | None = None
+
+
+class GpuSeries(_View):
+    node: str
+    index: int
+    uuid: str
+    points: list[TelemetryPoint]
+
+
+class JobTelemetry(_View):
+    """The GPUs of one attempt of a job over a time range, at the finest resolution kept."""
+
+    job_id: int
+    attempt: int = Field(description="attempt number")
+    start: datetime
+    end: datetime
+    resolution_s: int = Field(
+        description="resolution of most points (0: raw samples); the newest stretch not "
+        "yet rolled up comes finer"
+    )
+    gpus: list[GpuSeries]

@@ -23,15 +23,23 @@ MAX_LOG_READ_BYTES = 4 * 1024 * 1024
 UTF8_MAX_BYTES = 4
 
 
-def submit(rt: Runtime, spec: JobSpec, idempotency_key: str | None = None) -> tuple[JobView, bool]:
+def submit(
+    rt: Runtime,
+    spec: JobSpec,
+    idempotency_key: str | None = None,
+    *,
+    submitted_by: str | None = None,
+) -> tuple[JobView, bool]:
     """Store a new job (committed before this returns); (view, created)."""
     try:
-        return _submit_once(rt, spec, idempotency_key)
+        return _submit_once(rt, spec, idempotency_key, submitted_by)
     except store_jobs.DuplicateKey:  # a concurrent submit with the same key won the race
-        return _submit_once(rt, spec, idempotency_key)
+        return _submit_once(rt, spec, idempotency_key, submitted_by)
 
 
-def _submit_once(rt: Runtime, spec: JobSpec, key: str | None) -> tuple[JobView, bool]:
+def _submit_once(
+    rt: Runtime, spec: JobSpec, key: str | None, submitted_by: str | None = None
+) -> tuple[JobView, bool]:
     with rt.db.write() as session:
         if key is not None:
             existing = store_jobs.find_by_idempotency_key(session, key, spec)
@@ -48,7 +56,9 @@ def _submit_once(rt: Runtime, spec: JobSpec, key: str | None) -> tuple[JobView, 
                 field="resources",
                 code="unsatisfiable",
             )
-        row = store_jobs.insert_job(session, spec, now=utcnow(), idempotency_key=key)
+        row = store_jobs.insert_job(
+            session, spec, now=utcnow(), idempotency_key=key, submitted_by=submitted_by
+        )
         view = job_views(session, [row])[0]
     rt.notifier.wake(schedule=True)
     return view, True
@@ -62,6 +72,7 @@ def list_jobs(
     name: str | None,
     limit: int,
     before_id: int | None,
+    array_id: int | None = None,
 ) -> JobList:
     known = [s.value for s in JobStatus]
     unknown = [s for s in statuses if s not in known]
@@ -71,7 +82,13 @@ def list_jobs(
     parsed = [JobStatus(s) for s in statuses]
     with rt.db.read() as session:
         rows, next_before = store_jobs.list_jobs(
-            session, statuses=parsed, queue=queue, name=name, limit=limit, before_id=before_id
+            session,
+            statuses=parsed,
+            queue=queue,
+            name=name,
+            limit=limit,
+            before_id=before_id,
+            array_id=array_id,
         )
         return JobList(jobs=job_views(session, rows), next_before_id=next_before)
 

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from scheduler.domain.retry import RetrySettings
 from scheduler.domain.spec import JobSpec
@@ -35,7 +35,6 @@ from scheduler.domain.sync import (
 from scheduler.store.attempts import (
     FINAL_PARTS,
     Effects,
-    live_parts_on_node,
     mark_running,
     part_exited,
     part_lost,
@@ -60,7 +59,7 @@ def apply_sync(
         part = parts.get(attempt_id)
         if part is not None:
             effects.merge(_apply_report(session, part, report, now, retry))
-    for part in live_parts_on_node(session, node.id):
+    for part in _live_parts(session, node.id):
         if part.attempt_id in reported:
             continue
         if part.state is PartState.RUNNING:  # the agent forgot a running process
@@ -86,10 +85,33 @@ def _parts_by_attempt(
 ) -> dict[int, AttemptPartRow]:
     if not attempt_ids:
         return {}
-    stmt = select(AttemptPartRow).where(
-        AttemptPartRow.node_id == node_id, AttemptPartRow.attempt_id.in_(attempt_ids)
+    stmt = (
+        select(AttemptPartRow)
+        .where(AttemptPartRow.node_id == node_id, AttemptPartRow.attempt_id.in_(attempt_ids))
+        .options(*_WITH_ATTEMPT)
     )
     return {p.attempt_id: p for p in session.scalars(stmt).unique()}
+
+
+# a part's attempt, the attempt's parts and its job, loaded with the parts in a few
+# queries instead of a few per part: a busy node's sync reads them all
+_WITH_ATTEMPT = (
+    joinedload(AttemptPartRow.attempt).joinedload(AttemptRow.job),
+    joinedload(AttemptPartRow.attempt).selectinload(AttemptRow.parts),
+)
+
+
+def _live_parts(session: Session, node_id: int) -> list[AttemptPartRow]:
+    """The node's parts that are pending or running (``live_parts_on_node``), loaded."""
+    stmt = (
+        select(AttemptPartRow)
+        .where(
+            AttemptPartRow.node_id == node_id,
+            AttemptPartRow.state.in_([PartState.PENDING, PartState.RUNNING]),
+        )
+        .options(*_WITH_ATTEMPT)
+    )
+    return list(session.scalars(stmt).unique())
 
 
 def _apply_report(
@@ -149,11 +171,12 @@ def desired_state(
 ) -> SyncReply:
     run: list[AttemptLaunch] = []
     stop: list[AttemptStop] = []
-    for part in live_parts_on_node(session, node.id):
+    held = _held_gpus(session, node.id)
+    for part in _live_parts(session, node.id):
         attempt = part.attempt
         spec = JobSpec.model_validate(attempt.job.spec)
         if attempt.status in LIVE_ATTEMPTS:
-            run.append(_launch(session, part, spec, checkpoints))
+            run.append(_launch(part, spec, checkpoints, held.get(attempt.id, [])))
         else:
             stop.append(_stop(attempt, spec))
     acks = _log_acks(session, node.id, [r.attempt_id for r in req.attempts])
@@ -183,22 +206,32 @@ def _stop(attempt: AttemptRow, spec: JobSpec) -> AttemptStop:
 
 
 def _log_acks(session: Session, node_id: int, attempt_ids: list[int]) -> dict[int, int]:
-    return {a: p.log_bytes for a, p in _parts_by_attempt(session, node_id, attempt_ids).items()}
+    """attempt id -> the log bytes the server holds of its part on the node."""
+    if not attempt_ids:
+        return {}
+    stmt = select(AttemptPartRow.attempt_id, AttemptPartRow.log_bytes).where(
+        AttemptPartRow.node_id == node_id, AttemptPartRow.attempt_id.in_(attempt_ids)
+    )
+    return {attempt_id: log_bytes for attempt_id, log_bytes in session.execute(stmt)}
+
+
+def _held_gpus(session: Session, node_id: int) -> dict[int, list[int]]:
+    """attempt id -> the GPU indices it holds live on the node, in order (one query)."""
+    held: dict[int, list[int]] = {}
+    stmt = (
+        select(AllocationRow.attempt_id, AllocationRow.gpu_index)
+        .where(AllocationRow.node_id == node_id, AllocationRow.released_at.is_(None))
+        .order_by(AllocationRow.gpu_index)
+    )
+    for attempt_id, index in session.execute(stmt):
+        held.setdefault(attempt_id, []).append(index)
+    return held
 
 
 def _launch(
-    session: Session, part: AttemptPartRow, spec: JobSpec, checkpoints: Path
+    part: AttemptPartRow, spec: JobSpec, checkpoints: Path, indices: list[int]
 ) -> AttemptLaunch:
     attempt = part.attempt
-    indices = sorted(
-        session.scalars(
-            select(AllocationRow.gpu_index).where(
-                AllocationRow.attempt_id == attempt.id,
-                AllocationRow.node_id == part.node_id,
-                AllocationRow.released_at.is_(None),
-            )
-        )
-    )
     head = next(p for p in attempt.parts if p.rank == 0)
     env = dict(spec.env)
     env.update(
@@ -214,6 +247,9 @@ def _launch(
             "CUDA_VISIBLE_DEVICES": ",".join(str(i) for i in indices),
         }
     )
+    if attempt.job.array_id is not None:  # a job of an array: which one it is
+        env["CORRAL_ARRAY_ID"] = str(attempt.job.array_id)
+        env["CORRAL_ARRAY_INDEX"] = str(attempt.job.array_index)
     return AttemptLaunch(
         attempt_id=attempt.id,
         job_id=attempt.job_id,

@@ -3,13 +3,16 @@
 SQLite (the embedded default) runs in WAL mode with foreign keys on and
 ``synchronous=FULL``, so a commit survives a crash of the machine, and write
 transactions begin ``IMMEDIATE`` so two writers queue instead of failing to upgrade
-a read lock. PostgreSQL (``postgresql+psycopg://``) is used as it is.
+a read lock; inside one process they queue on a lock first, which wakes the next
+writer at once where SQLite's own busy handler would sleep. PostgreSQL
+(``postgresql+psycopg://``) is used as it is.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -81,15 +84,26 @@ class Database:
             self.engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
             self.read_engine = self.engine
         self._write = sessionmaker(self.engine, expire_on_commit=False)
+        self._writers: AbstractContextManager[object] = (
+            threading.Lock() if self.is_sqlite else nullcontext()
+        )
         self._read = sessionmaker(self.read_engine, expire_on_commit=False)
 
     @property
     def backend(self) -> str:
         return "sqlite" if self.is_sqlite else make_url(self.url).get_backend_name()
 
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The SQLite database file (None: PostgreSQL, or SQLite in memory)."""
+        name = make_url(self.url).database if self.is_sqlite else None
+        return Path(name).resolve() if name and name != ":memory:" else None
+
     @contextmanager
     def write(self) -> Iterator[Session]:
-        with _unavailable_as_503(), self._write.begin() as session:
+        # SQLite has one writer at a time; a second BEGIN IMMEDIATE would poll the lock
+        # with sleeps of up to 100 ms, so this process's writers queue here instead
+        with self._writers, _unavailable_as_503(), self._write.begin() as session:
             yield session
 
     @contextmanager

@@ -101,6 +101,8 @@ class QueueRow(Base):
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("queues.id"))
     usage_gpu_s: Mapped[float] = mapped_column(Float, default=0.0)
     usage_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # what the idle loop does to an attempt of this queue found idle: "none" or "stop"
+    idle_action: Mapped[str] = mapped_column(String(8), default="none", server_default="none")
 
     type_quotas: Mapped[list[QueueTypeQuotaRow]] = relationship(
         order_by="QueueTypeQuotaRow.gpu_type", cascade="all, delete-orphan"
@@ -125,6 +127,11 @@ class JobRow(Base):
     __table_args__ = (
         Index("ix_jobs_status_priority_submitted", "status", "priority", "submitted_at"),
         Index("ix_jobs_queue_status", "queue_id", "status"),
+        Index("ix_jobs_array_id_array_index", "array_id", "array_index"),
+        # `corral jobs` filtered by name, queue or status walks its page in id order
+        Index("ix_jobs_name_id", "name", "id"),
+        Index("ix_jobs_queue_id_id", "queue_id", "id"),
+        Index("ix_jobs_status_id", "status", "id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -134,6 +141,7 @@ class JobRow(Base):
     priority: Mapped[int] = mapped_column(Integer, default=0)
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
     gpus_requested: Mapped[int] = mapped_column(Integer, default=0)
+    submitted_by: Mapped[str | None] = mapped_column(String(128))  # the submitting token's name
     submitted_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -152,6 +160,9 @@ class JobRow(Base):
     attained_gpu_s: Mapped[float] = mapped_column(Float, default=0.0)
     idempotency_key: Mapped[str | None] = mapped_column(String(128), unique=True)
     spec_digest: Mapped[str] = mapped_column(String(64))
+    # a job array: the id of its first job (its own id for that one) and this job's index
+    array_id: Mapped[int | None] = mapped_column(Integer)
+    array_index: Mapped[int | None] = mapped_column(Integer)
 
     queue: Mapped[QueueRow] = relationship(lazy="joined")
 
@@ -199,6 +210,8 @@ class AttemptRow(Base):
     step: Mapped[int | None] = mapped_column(BigInteger)
     last_checkpoint_step: Mapped[int | None] = mapped_column(BigInteger)
     resumed_from_step: Mapped[int | None] = mapped_column(BigInteger)
+    # set by the idle loop: its GPUs all stayed under the idle threshold since then
+    idle_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     parts: Mapped[list[AttemptPartRow]] = relationship(
         back_populates="attempt", order_by="AttemptPartRow.rank"
@@ -339,6 +352,51 @@ class HostSampleRow(Base):
     load1: Mapped[float | None] = mapped_column(Float)
 
 
+class GpuRollupRow(Base):
+    """One GPU's samples over one closed bucket ``[bucket_start, +resolution_s)``.
+
+    Written once per bucket (``store/telemetry.py``): the unique key makes a second
+    write of the same bucket fail rather than count it twice.
+    """
+
+    __tablename__ = "gpu_rollups"
+    __table_args__ = (
+        UniqueConstraint("gpu_id", "resolution_s", "bucket_start"),
+        Index("ix_gpu_rollups_resolution_s_bucket_start", "resolution_s", "bucket_start"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    gpu_id: Mapped[int] = mapped_column(ForeignKey("gpus.id", ondelete="CASCADE"))
+    resolution_s: Mapped[int] = mapped_column(Integer)  # 60 or 3600
+    bucket_start: Mapped[datetime] = mapped_column(UTCDateTime)
+    samples: Mapped[int] = mapped_column(Integer)
+    utilization_avg_pct: Mapped[float | None] = mapped_column(Float)
+    utilization_max_pct: Mapped[float | None] = mapped_column(Float)
+    memory_used_avg_mib: Mapped[float | None] = mapped_column(Float)
+    temperature_avg_c: Mapped[float | None] = mapped_column(Float)
+    power_avg_w: Mapped[float | None] = mapped_column(Float)
+
+
+class HostRollupRow(Base):
+    """One node's host samples over one closed bucket (as ``GpuRollupRow``)."""
+
+    __tablename__ = "host_rollups"
+    __table_args__ = (
+        UniqueConstraint("node_id", "resolution_s", "bucket_start"),
+        Index("ix_host_rollups_resolution_s_bucket_start", "resolution_s", "bucket_start"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    node_id: Mapped[int] = mapped_column(ForeignKey("nodes.id", ondelete="CASCADE"))
+    resolution_s: Mapped[int] = mapped_column(Integer)
+    bucket_start: Mapped[datetime] = mapped_column(UTCDateTime)
+    samples: Mapped[int] = mapped_column(Integer)
+    cpu_avg_pct: Mapped[float | None] = mapped_column(Float)
+    cpu_max_pct: Mapped[float | None] = mapped_column(Float)
+    memory_used_avg_mib: Mapped[float | None] = mapped_column(Float)
+    load1_avg: Mapped[float | None] = mapped_column(Float)
+
+
 class LogChunkRow(Base):
     """A contiguous piece of one attempt part's output, at a byte offset."""
 
@@ -363,3 +421,18 @@ class TokenRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class LeadershipRow(Base):
+    """Who leads an elected duty (``scheduler``) among servers on one PostgreSQL.
+
+    ``epoch`` grows by one at every election: a leader's writes check, in their own
+    transaction, that the epoch is still the one it was elected in (fencing).
+    """
+
+    __tablename__ = "leadership"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    epoch: Mapped[int] = mapped_column(BigInteger)
+    holder: Mapped[str] = mapped_column(String(255))
+    acquired_at: Mapped[datetime] = mapped_column(UTCDateTime)

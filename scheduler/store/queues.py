@@ -108,6 +108,7 @@ def spec_of(session: Session, row: QueueRow) -> QueueSpec:
         borrow_limit_gpus=row.borrow_limit_gpus,
         max_gpus=row.max_gpus,
         parent=parent.name if parent else None,
+        idle_action=row.idle_action,
         type_quotas=[
             TypeQuotaSpec(
                 gpu_type=q.gpu_type, guaranteed_gpus=q.guaranteed_gpus, max_gpus=q.max_gpus
@@ -230,6 +231,7 @@ def queue_infos(
             fair_share_gpus=(fair_shares or {}).get(q.name, 0.0),
             borrowed_gpus=max(0, held.get(q.id, 0) - q.guaranteed_gpus),
             usage_gpu_hours=_usage_now(q, held.get(q.id, 0), now, half_life_s) / HOUR_S,
+            idle_action=q.idle_action,
         )
         for q in shown
     ]

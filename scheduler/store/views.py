@@ -76,6 +76,10 @@ def _base(row: JobRow, attempt: AttemptRow | None, refs: list[GpuRefView]) -> Jo
         wait_estimated_start=row.wait_estimated_start if pending else None,
         nodes=[p.node.name for p in attempt.parts] if attempt else [],
         gpus=refs if live else [],
+        idle_since=attempt.idle_since if live and attempt is not None else None,
+        submitted_by=row.submitted_by,
+        array_id=row.array_id,
+        array_index=row.array_index,
     )
 
 
@@ -109,6 +113,7 @@ def attempt_view(attempt: AttemptRow, refs: list[GpuRefView], now: datetime) -> 
         last_checkpoint_step=attempt.last_checkpoint_step,
         last_checkpoint_at=attempt.last_checkpoint_at,
         work_at_risk_gpu_s=work_at_risk_gpu_s(attempt, now),
+        idle_since=attempt.idle_since,
     )
 
 
@@ -154,6 +159,10 @@ def node_infos(session: Session, nodes: list[NodeRow], *, detail: bool = False) 
             gpus_free=len(gpus) - allocated,
             gpu_types=sorted({g.gpu_type for g in gpus}),
             utilization_pct=sum(utils) / len(utils) if utils else None,
+            gpu_memory_used_mib=_sum_known([g.memory_used_mib for g in gpus]),
+            gpu_memory_total_mib=sum(g.memory_total_mib for g in gpus),
+            gpus_unhealthy=sum(1 for g in gpus if not g.healthy),
+            gpus_with_ecc_errors=sum(1 for g in gpus if g.ecc_errors),
             cpu_pct=node.cpu_pct,
             memory_used_mib=node.memory_used_mib,
         )
@@ -178,6 +187,12 @@ def node_infos(session: Session, nodes: list[NodeRow], *, detail: bool = False) 
             ]
         out.append(info)
     return out
+
+
+def _sum_known(values: list[int | None]) -> int | None:
+    """The sum of the values reported; None when none was."""
+    known = [v for v in values if v is not None]
+    return sum(known) if known else None
 
 
 def part_for_log(session: Session, attempt: AttemptRow, rank: int = 0) -> AttemptPartRow | None:

@@ -15,7 +15,8 @@ from scheduler.store.models import TokenRow, utcnow
 from tests.factories import node_facts
 from tests.integration.api.harness import JOBS, NODES, QUEUES, SYNC, Api, spec_body, sync_body
 
-UNGUARDED = {"/healthz", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"}
+# the dashboard page is static and holds no data: it asks for a token and calls the API
+UNGUARDED = {"/healthz", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc", "/ui", "/ui/"}
 NODE = "n1"
 
 # A valid body for each route that takes one: were the token not checked, these would
@@ -111,7 +112,7 @@ def test_every_endpoint_refuses_a_request_without_a_valid_token(api: Api) -> Non
         headers = credentials(api)
         for method, template in routes:
             name = NODE if template.startswith(NODES) else "default"
-            path = template.format(job_id=job_id, name=name)
+            path = template.format(job_id=job_id, name=name, array_id=job_id)
             body = BODIES.get((method, template), {} if method in ("POST", "PATCH") else None)
             response = api.http.request(method, path, json=body, headers=headers)
             try:
@@ -128,7 +129,7 @@ def test_a_request_without_a_token_is_refused_before_its_body_is_read(api: Api) 
     with_body = [(m, p) for m, p in guarded_routes(api.app) if m in ("POST", "PATCH")]
     assert (("POST", JOBS) in with_body) and (("POST", SYNC) in with_body)
     for method, template in with_body:
-        path = template.format(job_id=job_id, name="default")
+        path = template.format(job_id=job_id, name="default", array_id=job_id)
         for headers in ({}, {"Authorization": "Bearer crl_not-a-token"}):
             response = api.http.request(
                 method,

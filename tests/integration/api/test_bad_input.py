@@ -174,6 +174,37 @@ CASES = [
     sync_case("sync-huge-gpu-memory", "node.gpus.0.memory_total_mib",
               agent_sync(node=node(gpus=[gpu(memory_total_mib=BIG)]))),
     sync_case("sync-cpus-past-int4", "node.cpus", agent_sync(node=node(cpus=INT4))),
+    # -- NUL characters (PostgreSQL text refuses them; no argv or path holds one) ----
+    spec("nul-in-argv", "command", job(command=["python", "a\x00b"])),
+    spec("nul-in-shell-command", "command", job(command="echo \x00")),
+    spec("nul-in-env-value", "env", job(env={"SEED": "1\x00"})),
+    spec("nul-in-workdir", "workdir", job(workdir="/data\x00")),
+    spec("nul-in-gpu-type", "resources.gpu_type", job(resources={"gpu_type": "A\x00"})),
+    Case("nul-in-type-quota", "POST", QUEUES, 422, INVALID, "type_quotas.0.gpu_type",
+         json={"name": "a", "type_quotas": [{"gpu_type": "L4\x00"}]}),
+    spec("nul-in-idempotency-key", "idempotency-key", job(), headers={"Idempotency-Key": "k\x00"}),
+    Case("nul-in-drain-reason", "POST", f"{NODES}/{NODE}/drain", 422, INVALID, "reason",
+         json={"reason": "disk\x00"}),
+    Case("nul-in-node-path", "GET", f"{NODES}/n%00", 422, INVALID, "name"),
+    Case("nul-in-drain-path", "POST", f"{NODES}/n%00/drain", 422, INVALID, "name"),
+    Case("nul-in-undrain-path", "POST", f"{NODES}/n%00/undrain", 422, INVALID, "name"),
+    Case("nul-in-queue-path", "GET", f"{QUEUES}/q%00", 422, INVALID, "name"),
+    Case("nul-in-patch-path", "PATCH", f"{QUEUES}/q%00", 422, INVALID, "name", json={}),
+    query("nul-in-queue-filter", JOBS, "queue", queue="default\x00"),
+    Case("nul-in-name-filter", "GET", JOBS, 422, INVALID, "name", params={"name": "x\x00"}),
+    sync_case("nul-in-hostname", "node.hostname", agent_sync(node=node(hostname="h\x00"))),
+    sync_case("nul-in-gpu-uuid", "node.gpus.0.uuid",
+              agent_sync(node=node(gpus=[gpu(uuid="\x00")]))),
+    sync_case("nul-in-attempt-message", "attempts.0.message",
+              agent_sync(attempts=[report(message="oom\x00")])),
+    # -- bodies that are not UTF-8 text ---------------------------------------
+    spec("spec-not-utf8", None, None, content=b'{"command": "\xff"}', headers=JSON),
+    Case("queue-not-utf8", "POST", QUEUES, 422, INVALID, None, content=b"\xff", headers=JSON),
+    Case("patch-not-utf8", "PATCH", f"{QUEUES}/default", 422, INVALID, None, content=b"\xfe",
+         headers=JSON),
+    Case("drain-not-utf8", "POST", f"{NODES}/{NODE}/drain", 422, INVALID, None,
+         content=b"\xc3", headers=JSON),
+    sync_case("sync-not-utf8", None, None, content=b"\x80\x81", headers=JSON),
 ]  # fmt: skip
 
 
@@ -233,3 +264,13 @@ def test_bad_input_is_a_4xx_with_field_and_reason_and_changes_nothing(api: Api) 
         except AssertionError as err:
             failures.append(f"{case.id}: {err}")
     assert not failures, "\n".join(failures)
+
+
+def test_a_field_name_with_a_line_break_is_quoted_on_one_line(api: Api) -> None:
+    """The CLI prints the server's message as one ``error:`` line; a key sent with a
+    line break in it must not split that line."""
+    response = api.post(JOBS, json={**job(), "a\nb": 1})
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["field"] == repr("a\nb")
+    assert "\n" not in error["message"] and error["message"].startswith(repr("a\nb"))

@@ -70,6 +70,7 @@ def test_queues_create_and_update(corral: Cli) -> None:
             "max_gpus": None,
             "parent": None,
             "type_quotas": [],
+            "idle_action": "none",
         }
     ]
     result = corral("queues", "update", "research", "--max-gpus", "8", "--json")

@@ -114,6 +114,12 @@ def test_env_needs_key_equals_value() -> None:
         ("- just\n- a list\n", "job.yaml: a job file must be a mapping of fields, not a list"),
         ("command: x\ngpus: 2\n", "invalid job spec: gpus: Extra inputs are not permitted"),
         ("resources: 3\ncommand: x\n", "invalid job spec: resources: "),
+        ("command: x\nname: 2001-02-30\n", "job.yaml: invalid YAML value: day is out of range"),
+        (f"command: x\npriority: {'9' * 5000}\n", "job.yaml: invalid YAML value: "),
+        ("[" * 5000, "job.yaml: invalid YAML: nested too deeply"),
+        ("command: x\x1f\n", "job.yaml: invalid YAML: the character #x001f at position 10"),
+        ('command: x\n"A\\nB": 1\n', "invalid job spec: 'A\\nB': Extra inputs are not permitted"),
+        (f"command: x\ntime_limit_s: '{'9' * 5000}'\n", "time_limit_s: too large: '999"),
     ],
 )
 def test_bad_files_are_one_line_errors(tmp_path: Path, text: str, message: str) -> None:
@@ -121,6 +127,18 @@ def test_bad_files_are_one_line_errors(tmp_path: Path, text: str, message: str) 
         build_spec(write(tmp_path, text), SpecFlags(), ())
     assert message in caught.value.message
     assert "\n" not in caught.value.message
+
+
+def test_a_file_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "job.yaml"
+    path.write_bytes(b"command: [\xff]\n")
+    with pytest.raises(CliError, match=r"job.yaml: not UTF-8 text \(byte 10 cannot be decoded\)"):
+        build_spec(path, SpecFlags(), ())
+
+
+def test_a_workload_with_resources_that_are_not_a_mapping_is_one_line(tmp_path: Path) -> None:
+    with pytest.raises(CliError, match="invalid job spec: resources: must be a mapping"):
+        build_spec(write(tmp_path, "resources: 4\n"), SpecFlags(), ("--epochs", "1"), "bert")
 
 
 def test_no_command_says_where_to_put_it() -> None:

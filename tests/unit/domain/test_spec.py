@@ -34,7 +34,12 @@ def test_sizes(text: str | int, mib: int) -> None:
     assert resources.memory_mib == mib
 
 
-@pytest.mark.parametrize("bad", ["16PB", "G16", "lots", "-1G", "", "0", "0.1M", 0])
+HUGE_DIGITS = "9" * 5000  # past int()'s digit limit and a float's range
+
+
+@pytest.mark.parametrize(
+    "bad", ["16PB", "G16", "lots", "-1G", "", "0", "0.1M", 0, "2000000T", f"{HUGE_DIGITS}G", "²G"]
+)
 def test_bad_sizes_name_the_field(bad: str | int) -> None:
     with pytest.raises(ValidationError) as raised:
         JobSpec.model_validate({"command": ["x"], "resources": {"gpu_memory_mib": bad}})
@@ -59,7 +64,10 @@ def test_durations(text: str | int, seconds: int) -> None:
     assert JobSpec.model_validate({"command": ["x"], "time_limit_s": text}).time_limit_s == seconds
 
 
-@pytest.mark.parametrize("bad", ["1.5h", "abc", "h", "1h30", "30x", "-5", "0", "", 0, -1])
+@pytest.mark.parametrize(
+    "bad",
+    ["1.5h", "abc", "h", "1h30", "30x", "-5", "0", "", 0, -1, HUGE_DIGITS, "9" * 30 + "s", "²"],
+)
 def test_bad_durations_name_the_field(bad: str | int) -> None:
     with pytest.raises(ValidationError) as raised:
         JobSpec.model_validate({"command": ["x"], "time_limit_s": bad})

@@ -1,0 +1,1 @@
+"""Tests of deploy/: systemd units, compose files, Dockerfiles, Kubernetes manifests."""

@@ -1,0 +1,1 @@
+"""Doc tests: the examples in docs/ run against a live local cluster."""
