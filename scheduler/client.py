@@ -26,6 +26,8 @@ from scheduler.domain.views import (
     BatchResult,
     ErrorResponse,
     Health,
+    HistoryJob,
+    HistoryPage,
     JobList,
     JobView,
     LogChunk,
@@ -165,6 +167,20 @@ class CorralClient:
             if page.next_before_id is None or not page.jobs:
                 return
             before_id = page.next_before_id
+
+    def iter_history(
+        self, queue: str | None = None, since: str | None = None, page_size: int = 1000
+    ) -> Iterator[HistoryJob]:
+        """Every job that ended (since ``since``: ``7d`` or an ISO time), oldest first."""
+        after_id = 0
+        while True:
+            params: dict[str, Any] = {"after_id": after_id, "limit": page_size}
+            params.update({k: v for k, v in (("queue", queue), ("since", since)) if v})
+            page = self._call("GET", "/history/jobs", HistoryPage, params=params)
+            yield from page.jobs
+            if page.next_after_id is None:
+                return
+            after_id = page.next_after_id
 
     def get_job(self, job_id: int) -> JobView:
         return self._call("GET", f"/jobs/{job_id}", JobView)

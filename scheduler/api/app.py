@@ -15,7 +15,18 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from scheduler import __version__
-from scheduler.api import agent, errors, jobs, metrics, nodes, queues, telemetry, ui, usage
+from scheduler.api import (
+    agent,
+    errors,
+    history,
+    jobs,
+    metrics,
+    nodes,
+    queues,
+    telemetry,
+    ui,
+    usage,
+)
 from scheduler.domain.views import Health
 from scheduler.leader import lead
 from scheduler.loops.idle import idle_loop
@@ -62,7 +73,7 @@ def create_app(rt: Runtime, *, run_loops_in_app: bool = True) -> FastAPI:
     )
     app.state.runtime = rt
     errors.install(app)
-    for module in (jobs, queues, nodes, agent, usage, metrics, telemetry):
+    for module in (jobs, queues, nodes, agent, usage, metrics, telemetry, history):
         app.include_router(module.router)
     ui.install(app)
 

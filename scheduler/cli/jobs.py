@@ -189,6 +189,7 @@ def exit_code_of(job: JobView) -> int:
   corral jobs
   corral jobs --status pending,running --queue research
   corral jobs --all --json
+  corral jobs --export history.jsonl --since 30d   # for corral simulate --trace
 """,
 )
 @click.option(
@@ -200,6 +201,12 @@ def exit_code_of(job: JobView) -> int:
 @click.option("--all", "all_pages", is_flag=True, help="every job, page after page")
 @click.option("--array", "array_id", type=job_id_type(), help="only the jobs of this array")
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+@click.option(
+    "--export",
+    metavar="FILE",
+    help="write the jobs that ended as JSON lines (- for stdout), for corral simulate",
+)
+@click.option("--since", metavar="WHEN", help="with --export: ended since (7d, or an ISO time)")
 def list_jobs(
     *,
     statuses: tuple[str, ...],
@@ -209,8 +216,18 @@ def list_jobs(
     all_pages: bool,
     array_id: int | None,
     as_json: bool,
+    export: str | None,
+    since: str | None,
 ) -> None:
     """List jobs, newest first."""
+    if export is not None or since is not None:
+        from scheduler.cli.export import export_history  # imported only when asked
+
+        others = statuses or name or array_id is not None or all_pages or as_json
+        if export is None or others:
+            raise CliError("--export takes only --queue and --since; --since needs --export")
+        export_history(export, queue, since)
+        return
     wanted = parse_statuses(statuses)
     with cli_context().client() as client:
         if all_pages:

@@ -284,3 +284,26 @@ class JobTelemetry(_View):
         "yet rolled up comes finer"
     )
     gpus: list[GpuSeries]
+
+
+class HistoryJob(_View):
+    """A job that ended, as ``corral jobs --export`` writes it for ``corral simulate``."""
+
+    id: int
+    queue: str
+    status: str
+    priority: int
+    submitted_at: datetime
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    gpus: int = Field(description="GPUs per node, as in its spec")
+    nodes: int = 1
+    gpu_type: str | None = None
+    run_s: float | None = Field(default=None, description="seconds its attempts ran, summed")
+
+
+class HistoryPage(_View):
+    jobs: list[HistoryJob]
+    next_after_id: int | None = Field(
+        default=None, description="pass as after_id for the next page; null on the last"
+    )

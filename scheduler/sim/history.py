@@ -1,7 +1,7 @@
 """corral's own JSONL export of job history: one job per line, read back as ``TraceJob``s.
 
-One line per job (``corral jobs --export`` is to write it with ``history_line``; the
-server side is not built yet), fields:
+One line per job (``corral jobs --export FILE`` writes it with ``history_line``, from
+``GET /api/v1/history/jobs``), fields:
 
 - ``id`` (int), ``queue`` (str), ``status`` (a job status, e.g. ``succeeded``)
 - ``submitted_at``, ``started_at``, ``ended_at``: ISO 8601 (UTC when no zone is given)
@@ -142,7 +142,7 @@ def history_line(
     priority: int = 0,
     run_s: float | None = None,
 ) -> str:
-    """One line of the export, as ``corral jobs --export`` is to write it (no newline)."""
+    """One line of the export, as ``corral jobs --export`` writes it (no newline)."""
 
     def iso(moment: datetime | None) -> str | None:
         return None if moment is None else moment.astimezone(UTC).isoformat()
