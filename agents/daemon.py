@@ -87,6 +87,7 @@ class AgentConfig:
     retry_max_s: float = 5.0
     http_timeout_s: float = 10.0  # added to the long poll for each request
     orphan_grace_s: float = 5.0  # SIGTERM to SIGKILL for what a previous agent life left
+    ca: str | None = None  # a PEM CA bundle to verify an https server with
 
     def __post_init__(self) -> None:
         if not 0 <= self.long_poll_s <= MAX_WAIT_S:
@@ -448,5 +449,9 @@ def run_agent(config: AgentConfig) -> int:
     except (ValueError, GpuBackendError) as err:
         log.error("%s", err)
         return EXIT_CONFIG
-    link = Link(config.server, config.token, timeout_s=config.http_timeout_s)
+    try:
+        link = Link(config.server, config.token, timeout_s=config.http_timeout_s, ca=config.ca)
+    except ValueError as err:  # an unreadable CA file
+        log.error("%s", err)
+        return EXIT_CONFIG
     return asyncio.run(Agent(config, backend, link).run(handle_signals=True))

@@ -46,7 +46,8 @@ WEEK = "converted/philly_week_20171009_alibaba_sim_format.csv"
 PHILLY = "philly_pollux/philly.csv"
 VCS = "philly_vc.csv"
 WEEK_ORIGIN = "2017-10-09"
-DEFAULT_POLICIES = "fair_share,las,fifo,multifactor"
+# the server's default policy first (the targets are checked for it), then the baselines
+DEFAULT_POLICIES = "fair_share+preemption=reclaim+admission=quota,fair_share,las,fifo,multifactor"
 TARGET_JCT_RATIO = 1.10
 TARGET_IDLE = 0.01
 TARGET_VIOLATION = 0.02

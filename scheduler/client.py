@@ -12,6 +12,7 @@ process that only submits a job starts fast.
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
@@ -20,6 +21,17 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, ValidationError
 
+from scheduler.domain.auth import (
+    AuditList,
+    TokenCreated,
+    TokenList,
+    TokenSpec,
+    TokenView,
+    UserList,
+    UserPatch,
+    UserSpec,
+    UserView,
+)
 from scheduler.domain.spec import JobSpec, QueuePatch, QueueSpec
 from scheduler.domain.status import TERMINAL
 from scheduler.domain.views import (
@@ -70,7 +82,8 @@ class CorralClient:
     """A connection to one corral server, authenticated by a bearer token.
 
     ``transport`` replaces the network (tests pass an ``httpx.MockTransport``);
-    ``sleep`` is what the polling helpers (``wait``, ``iter_logs``) wait with.
+    ``sleep`` is what the polling helpers (``wait``, ``iter_logs``) wait with; ``ca``
+    is a CA bundle (PEM) to verify an https server with instead of the system's.
     """
 
     def __init__(
@@ -81,11 +94,16 @@ class CorralClient:
         *,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        ca: str | None = None,
     ) -> None:
         self.server = server.rstrip("/")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(
-            base_url=self.server, headers=headers, timeout=timeout_s, transport=transport
+            base_url=self.server,
+            headers=headers,
+            timeout=timeout_s,
+            transport=transport,
+            verify=verifier(ca),
         )
         self._timeout_s = timeout_s
         self._sleep = sleep
@@ -319,6 +337,40 @@ class CorralClient:
         """GPU-hours per queue or user since a duration ago (``7d``) or an ISO time."""
         return self._call("GET", "/usage", UsageReport, params={"by": by, "since": since})
 
+    # -- users, tokens, audit (admins) ----------------------------------------------
+
+    def list_users(self) -> UserList:
+        return self._call("GET", "/users", UserList)
+
+    def get_user(self, name: str) -> UserView:
+        return self._call("GET", f"/users/{_seg(name)}", UserView)
+
+    def create_user(self, spec: UserSpec) -> UserView:
+        return self._call("POST", "/users", UserView, json=spec.model_dump(mode="json"))
+
+    def update_user(self, name: str, patch: UserPatch) -> UserView:
+        body = patch.model_dump(mode="json", exclude_unset=True)
+        return self._call("PATCH", f"/users/{_seg(name)}", UserView, json=body)
+
+    def delete_user(self, name: str) -> UserView:
+        return self._call("DELETE", f"/users/{_seg(name)}", UserView)
+
+    def list_tokens(self, user: str | None = None) -> TokenList:
+        params = {"user": user} if user else None
+        return self._call("GET", "/tokens", TokenList, params=params)
+
+    def create_token(self, spec: TokenSpec) -> TokenCreated:
+        """A new token; its secret is in this reply only."""
+        body = spec.model_dump(mode="json", exclude_none=True)
+        return self._call("POST", "/tokens", TokenCreated, json=body)
+
+    def revoke_token(self, token_id: int) -> TokenView:
+        return self._call("POST", f"/tokens/{token_id}/revoke", TokenView)
+
+    def audit(self, since: str | None = None, user: str | None = None) -> AuditList:
+        params = {key: value for key, value in (("since", since), ("user", user)) if value}
+        return self._call("GET", "/audit", AuditList, params=params or None)
+
     # -- health -------------------------------------------------------------------
 
     def health(self) -> Health:
@@ -348,7 +400,7 @@ class CorralClient:
                 f"the corral server at {self.server} did not answer within {self._timeout_s:g}s"
             ) from exc
         except httpx.TransportError as exc:
-            raise self._unreachable() from exc
+            raise self._unreachable(exc) from exc
         if response.status_code >= 400:
             raise error_from_response(response)
         try:
@@ -360,8 +412,34 @@ class CorralClient:
                 status=response.status_code,
             ) from exc
 
-    def _unreachable(self) -> CorralError:
+    def _unreachable(self, exc: Exception | None = None) -> CorralError:
+        bad_cert = _certificate_error(exc)
+        if bad_cert is not None:
+            return CorralError(
+                f"the certificate of {self.server} could not be verified ({bad_cert}); "
+                "pass the CA that signed it with --ca FILE or CORRAL_CA"
+            )
         return CorralError(f"cannot reach the corral server at {self.server} (is it running?)")
+
+
+def _certificate_error(exc: BaseException | None) -> str | None:
+    """The reason a TLS certificate check failed, when that is why ``exc`` happened."""
+    seen = 0
+    while exc is not None and seen < 10:  # httpx wraps the ssl error it got
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            return str(exc.verify_message or exc.reason or "verify failed")
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return None
+
+
+def verifier(ca: str | None) -> ssl.SSLContext | bool:
+    """How to check an https server: against ``ca`` (a PEM file) or the system's CAs."""
+    if ca is None:
+        return True
+    try:
+        return ssl.create_default_context(cafile=ca)
+    except (OSError, ssl.SSLError) as exc:
+        raise CorralError(f"cannot read the CA file {ca}: {exc}") from exc
 
 
 def _seg(name: str) -> str:

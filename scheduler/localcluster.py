@@ -63,8 +63,9 @@ def corral_argv(*args: str) -> list[str]:
 @dataclass
 class LocalCluster:
     data_dir: Path
-    server_args: tuple[str, ...] = ()
+    server_args: tuple[str, ...] = ()  # e.g. ("--tls-cert", CERT, "--tls-key", KEY)
     env: dict[str, str] = field(default_factory=dict)
+    ca: str | None = None  # a PEM CA bundle: the client and every agent verify https with it
     server: Proc | None = None
     agents: dict[str, Proc] = field(default_factory=dict)
     url: str = ""
@@ -121,13 +122,15 @@ class LocalCluster:
             return False
 
     def client(self, timeout_s: float = 30.0) -> CorralClient:
-        return CorralClient(self.url, self.token, timeout_s)
+        return CorralClient(self.url, self.token, timeout_s, ca=self.ca)
 
     def start_agent(self, name: str, gpus: str, *extra: str) -> Proc:
         argv = corral_argv(
             "agent", "--server", self.url, "--token", self.token, "--name", name,
             "--gpus", gpus, "--data-dir", str(self.data_dir / "agents" / name), *extra,
         )  # fmt: skip
+        if self.ca is not None:
+            argv += ["--ca", self.ca]
         proc = self.agents[name] = self._spawn(f"agent-{name}", argv)
         return proc
 

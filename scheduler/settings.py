@@ -25,6 +25,9 @@ class ServerSettings:
     checkpoint_root: Path | None = None  # shared storage; DATA_DIR/checkpoints if unset
     usage_interval_s: float = 30.0  # how often the queues' decayed usage is brought up to date
     metrics_public: bool = False  # GET /metrics without a token (for a Prometheus scraper)
+    submit_rate: str | None = None  # jobs per user, e.g. "100/s" (api/ratelimit.py); None: off
+    tls_cert: Path | None = None  # with tls_key: serve https
+    tls_key: Path | None = None
     idle_util_pct: float = 5.0  # an attempt whose GPUs all stay under this ...
     idle_window_s: float = 1800.0  # ... for this long is flagged idle (loops/idle.py)
     idle_interval_s: float = 60.0

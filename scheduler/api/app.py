@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from scheduler import __version__
 from scheduler.api import (
     agent,
+    audit,
     errors,
     history,
     jobs,
@@ -24,9 +25,12 @@ from scheduler.api import (
     nodes,
     queues,
     telemetry,
+    tokens,
     ui,
     usage,
+    users,
 )
+from scheduler.api.ratelimit import limiter_of
 from scheduler.domain.views import Health
 from scheduler.leader import lead
 from scheduler.loops.idle import idle_loop
@@ -72,9 +76,13 @@ def create_app(rt: Runtime, *, run_loops_in_app: bool = True) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.runtime = rt
+    app.state.submit_limiter = limiter_of(rt.settings.submit_rate)
     errors.install(app)
     for module in (jobs, queues, nodes, agent, usage, metrics, telemetry, history):
         app.include_router(module.router)
+    for module in (users, tokens, audit):
+        app.include_router(module.router)
+    app.add_middleware(audit.AuditMiddleware, rt=rt)
     ui.install(app)
 
     @app.get("/healthz", response_model=Health, tags=["health"])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -16,15 +17,22 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from scheduler.domain.errors import CorralError
+from scheduler.domain.errors import CorralError, TooManyRequests
 from scheduler.services.bootstrap import authenticate
 
 log = logging.getLogger("corral.api")
 
 
-def error_response(status: int, code: str, message: str, field: str | None = None) -> JSONResponse:
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    field: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
     body = {"error": {"code": code, "message": message, "field": field}}
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if status == 401:
+        headers = {**(headers or {}), "WWW-Authenticate": "Bearer"}
     return JSONResponse(status_code=status, content=body, headers=headers)
 
 
@@ -84,7 +92,10 @@ def install(app: FastAPI) -> None:
     async def _corral(_: Request, exc: CorralError) -> JSONResponse:
         if exc.status >= 500:
             log.warning("%s", exc.message)
-        return error_response(exc.status, exc.code, exc.message, exc.field)
+        headers = None
+        if isinstance(exc, TooManyRequests):  # whole seconds, rounded up (RFC 9110)
+            headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))}
+        return error_response(exc.status, exc.code, exc.message, exc.field, headers)
 
     @app.exception_handler(RequestValidationError)
     async def _request(request: Request, exc: RequestValidationError) -> JSONResponse:

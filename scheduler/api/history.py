@@ -10,7 +10,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from scheduler.api.deps import Auth, RuntimeDep
+from scheduler.api.deps import RuntimeDep, Staff
 from scheduler.api.usage import window_start
 from scheduler.domain.views import ErrorResponse, HistoryJob, HistoryPage
 from scheduler.store.export import ended_jobs
@@ -19,14 +19,18 @@ from scheduler.store.models import utcnow
 router = APIRouter(
     prefix="/api/v1/history",
     tags=["history"],
-    responses={401: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
+    responses={
+        401: {"model": ErrorResponse},
+        403: {"model": ErrorResponse},  # the history of every user's jobs is for staff
+        422: {"model": ErrorResponse},
+    },
 )
 
 
 @router.get("/jobs", response_model=HistoryPage)
 def history_jobs(
     rt: RuntimeDep,
-    _: Auth,
+    _: Staff,
     after_id: Annotated[int, Query(ge=0, le=2**62)] = 0,
     limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
     since: Annotated[str | None, Query(min_length=1, max_length=64)] = None,

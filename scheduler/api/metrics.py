@@ -28,6 +28,8 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from scheduler.api.deps import RuntimeDep
+from scheduler.domain.auth import PEOPLE
+from scheduler.domain.errors import Forbidden
 from scheduler.domain.views import QueueInfo
 from scheduler.runtime import Runtime
 from scheduler.services.bootstrap import authenticate
@@ -150,13 +152,15 @@ def registry_of(request: Request, rt: Runtime) -> CollectorRegistry:
     return registry
 
 
-@router.get("/metrics", response_class=Response, responses={401: {}})
+@router.get("/metrics", response_class=Response, responses={401: {}, 403: {}})
 def metrics(
     request: Request,
     rt: RuntimeDep,
     authorization: Annotated[str | None, Header()] = None,
 ) -> Response:
     if not rt.settings.metrics_public:
-        authenticate(rt, authorization)
+        who = authenticate(rt, authorization)
+        if who.role not in PEOPLE:  # aggregate state is for people, not agents' tokens
+            raise Forbidden(f"the {who.role} role may not read metrics")
     body = generate_latest(registry_of(request, rt))
     return Response(content=body, media_type=CONTENT_TYPE_LATEST)

@@ -50,7 +50,8 @@ def _serve(rt: Runtime, announce: bool) -> None:
     sock.bind((settings.host, settings.port))
     port = sock.getsockname()[1]
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
-    url = f"http://{'127.0.0.1' if settings.host in ('0.0.0.0', '') else host}:{port}"
+    scheme = "https" if settings.tls_cert else "http"
+    url = f"{scheme}://{'127.0.0.1' if settings.host in ('0.0.0.0', '') else host}:{port}"
     info = {"url": url, "pid": os.getpid(), "database": db.backend}
     write_private(server_info_path(settings.data_dir), json.dumps(info) + "\n")
     if announce:
@@ -59,7 +60,12 @@ def _serve(rt: Runtime, announce: bool) -> None:
             flush=True,
         )
     config = uvicorn.Config(
-        create_app(rt), log_level="warning", access_log=False, timeout_graceful_shutdown=5
+        create_app(rt),
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=5,
+        ssl_certfile=str(settings.tls_cert) if settings.tls_cert else None,
+        ssl_keyfile=str(settings.tls_key) if settings.tls_key else None,
     )
     try:
         _Server(config, rt).run(sockets=[sock])

@@ -10,13 +10,18 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
-from scheduler.api.deps import Auth, RuntimeDep
+from scheduler.api.deps import People, RuntimeDep
 from scheduler.domain.views import ErrorResponse, JobTelemetry
 from scheduler.loops.rollup import retention_of
+from scheduler.services import access
 from scheduler.store.models import utcnow
 from scheduler.store.telemetry import attempt_of_job, attempt_series
 
-router = APIRouter(prefix="/api/v1", tags=["telemetry"], responses={401: {"model": ErrorResponse}})
+router = APIRouter(
+    prefix="/api/v1",
+    tags=["telemetry"],
+    responses={401: {"model": ErrorResponse}, 403: {"model": ErrorResponse}},
+)
 MAX_ID = 2**31 - 1
 
 
@@ -27,7 +32,7 @@ MAX_ID = 2**31 - 1
 )
 def job_telemetry(
     rt: RuntimeDep,
-    _: Auth,
+    who: People,
     job_id: Annotated[int, Path(ge=1, le=MAX_ID)],
     attempt: Annotated[int | None, Query(ge=1, le=1_000_000)] = None,
     since: Annotated[
@@ -35,6 +40,7 @@ def job_telemetry(
     ] = None,
 ) -> JobTelemetry:
     """Utilisation, memory, temperature and power of an attempt's GPUs (default: the last)."""
+    access.check_job(rt, who, job_id)
     now = utcnow()
     if since is not None and since.tzinfo is None:
         since = since.replace(tzinfo=now.tzinfo)

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
-from scheduler.api.deps import Auth, RuntimeDep
+from scheduler.api.deps import People, RuntimeDep
 from scheduler.domain.errors import Invalid
 from scheduler.domain.spec import parse_duration_s
 from scheduler.domain.views import ErrorResponse, UsageReport
@@ -19,7 +19,11 @@ from scheduler.store.models import utcnow
 router = APIRouter(
     prefix="/api/v1/usage",
     tags=["usage"],
-    responses={401: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
+    responses={
+        401: {"model": ErrorResponse},
+        403: {"model": ErrorResponse},
+        422: {"model": ErrorResponse},
+    },
 )
 
 
@@ -46,7 +50,7 @@ def window_start(since: str, now: datetime) -> datetime:
 @router.get("", response_model=UsageReport)
 def usage(
     rt: RuntimeDep,
-    _: Auth,
+    _: People,
     by: Literal["queue", "user"] = "queue",
     since: Annotated[str, Query(min_length=1, max_length=64)] = "7d",
 ) -> UsageReport:

@@ -95,6 +95,7 @@ class CliContext:
     server: str | None = None
     token: str | None = None
     data_dir: str | None = None
+    ca: str | None = None  # a CA bundle to verify an https server with
     transport: httpx.BaseTransport | None = None
     sleep: Callable[[float], None] = time.sleep
     environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
@@ -109,7 +110,10 @@ class CliContext:
         from scheduler.client import CorralClient
 
         target = self.target()
-        return CorralClient(target.server, target.token, transport=self.transport, sleep=self.sleep)
+        ca = self.ca or self.environ.get("CORRAL_CA") or None
+        return CorralClient(
+            target.server, target.token, transport=self.transport, sleep=self.sleep, ca=ca
+        )
 
 
 def cli_context() -> CliContext:

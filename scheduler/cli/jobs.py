@@ -1,17 +1,19 @@
 """The job commands: ``submit``, ``jobs``, ``show``, ``logs``, ``cancel``.
 
 Each command parses its input, calls one method of ``CorralClient`` and renders the
-view with ``scheduler.cli.render``.
+view with ``scheduler.cli.render``. That module (rich, tables) loads on first use: a
+plain ``corral submit`` prints one line and never needs it.
 """
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from scheduler.cli import render
 from scheduler.cli.config import CliContext, CliError, cli_context
 from scheduler.cli.spec_input import SpecFlags, build_spec
 from scheduler.cli.templates import WORKLOADS
@@ -21,6 +23,25 @@ from scheduler.domain.status import JobStatus
 from scheduler.domain.views import JobList, JobView
 
 JSON_HELP = "print JSON instead of a table"
+
+
+class _OnFirstUse:
+    """A module imported when one of its names is first looked up."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._module: ModuleType | None = None
+
+    def __getattr__(self, attribute: str) -> Any:
+        if self._module is None:
+            self._module = importlib.import_module(self._name)
+        return getattr(self._module, attribute)
+
+
+if TYPE_CHECKING:
+    from scheduler.cli import render
+else:
+    render = _OnFirstUse("scheduler.cli.render")
 
 
 def job_id_type() -> click.IntRange:
@@ -36,6 +57,7 @@ def job_id_type() -> click.IntRange:
   corral submit -f job.yaml --priority 10 --wait
   corral submit -q research -e SEED=1 -- 'echo hi && sleep 1'
   corral submit --max-retries 3 --retry-on-exit-code 75 --signal USR1@60 -- ./train.sh
+  corral submit --secret-env-file ./secrets.env -- ./upload.sh
 """,
 )
 @click.option(
@@ -83,6 +105,18 @@ def job_id_type() -> click.IntRange:
 )
 @click.option("--grace-period", metavar="DURATION", help="SIGTERM to SIGKILL [default: 30s]")
 @click.option("-e", "--env", multiple=True, metavar="KEY=VALUE", help="set a variable")
+@click.option(
+    "--secret-env",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="set a variable whose value is never shown (views show ***)",
+)
+@click.option(
+    "--secret-env-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="secret variables from NAME=VALUE lines, kept out of shell history",
+)
 @click.option("--workdir", help="absolute working directory on the node")
 @click.option("--idempotency-key", help="a retried submit with this key makes no second job")
 @click.option(
@@ -118,7 +152,7 @@ def submit(
     with context.client() as client:
         job = client.submit(spec, idempotency_key)
         if not as_json:
-            render.print_line(f"submitted job {job.id} ({job.name}) to queue {job.queue}")
+            click.echo(f"submitted job {job.id} ({job.name}) to queue {job.queue}")
         if wait:
             job = client.wait(job.id, on_update=None if as_json else _StartReporter())
     if as_json:

@@ -28,6 +28,9 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "nodes": ("scheduler.cli.nodes:nodes", "List and show nodes; drain and undrain them."),
     "top": ("scheduler.cli.top:top", "A live view of nodes, GPUs, running jobs and queues."),
     "usage": ("scheduler.cli.usage:usage", "GPU-hours per queue or user; CSV export."),
+    "users": ("scheduler.cli.users:users", "Create, list, update and delete users (admins)."),
+    "token": ("scheduler.cli.tokens:token", "Create, list and revoke API tokens (admins)."),
+    "audit": ("scheduler.cli.audit:audit", "The log of state-changing calls (admins)."),
     "agent": ("scheduler.cli.agent:agent", "Run this node's agent."),
     "server": ("scheduler.cli.server:server", "Run the corral server."),
     "db": ("scheduler.cli.db:db", "Manage the server's database."),
@@ -107,9 +110,20 @@ def _unavailable(name: str, module_name: str) -> click.Command:
     metavar="DIR",
     help="a local server's data dir, to find its URL and token [env: CORRAL_DATA_DIR]",
 )
+@click.option(
+    "--ca",
+    metavar="FILE",
+    help="a CA bundle (PEM) to verify an https server with [env: CORRAL_CA]",
+)
 @click.version_option(__version__, "--version", prog_name="corral")
 @click.pass_context
-def cli(ctx: click.Context, server: str | None, token: str | None, data_dir: str | None) -> None:
+def cli(
+    ctx: click.Context,
+    server: str | None,
+    token: str | None,
+    data_dir: str | None,
+    ca: str | None,
+) -> None:
     """corral: a data-center GPU job scheduler.
 
     With a local `corral server` running, no option is needed: its URL and token
@@ -119,6 +133,7 @@ def cli(ctx: click.Context, server: str | None, token: str | None, data_dir: str
     state.server = server or state.server
     state.token = token or state.token
     state.data_dir = data_dir or state.data_dir
+    state.ca = ca or state.ca
 
 
 def main() -> None:

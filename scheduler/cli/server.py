@@ -9,7 +9,8 @@ from typing import Any
 
 import click
 
-from scheduler.cli.config import CliError, cli_context
+from scheduler.api.ratelimit import parse_rate
+from scheduler.cli.config import CliError, CliInputError, cli_context
 from scheduler.domain.spec import parse_duration_s
 from scheduler.settings import PolicyParams, RetrySettings, ServerSettings
 
@@ -184,6 +185,14 @@ def database_url_for(data_dir: Path, url: str | None) -> str:
     help="serve GET /metrics without a token (for a Prometheus scraper)",
 )
 @click.option(
+    "--submit-rate",
+    metavar="RATE",
+    help="jobs each user may submit, e.g. 100/s or 600/m (that many at once, then that "
+    "rate; over it: 429) [default: unlimited]",
+)
+@click.option("--tls-cert", type=click.Path(dir_okay=False, exists=True), help="serve https")
+@click.option("--tls-key", type=click.Path(dir_okay=False, exists=True), help="its private key")
+@click.option(
     "--idle-util-pct",
     default=5.0,
     show_default=True,
@@ -267,7 +276,18 @@ def _retry_settings(flags: dict[str, Any]) -> RetrySettings:
 
 def _observability_settings(flags: dict[str, Any]) -> dict[str, Any]:
     """``ServerSettings`` fields of /metrics and the idle loop from their flags."""
+    rate = flags.get("submit_rate")
+    if rate:
+        try:
+            parse_rate(str(rate))
+        except ValueError as exc:
+            raise CliInputError(f"--submit-rate: {exc}") from None
+    if bool(flags.get("tls_cert")) != bool(flags.get("tls_key")):
+        raise CliInputError("--tls-cert and --tls-key go together")
     return {
+        "submit_rate": rate or None,
+        "tls_cert": Path(flags["tls_cert"]).resolve() if flags.get("tls_cert") else None,
+        "tls_key": Path(flags["tls_key"]).resolve() if flags.get("tls_key") else None,
         "metrics_public": bool(flags["metrics_public"]),
         "idle_util_pct": float(flags["idle_util_pct"]),
         "idle_window_s": _duration(str(flags["idle_window"]), "--idle-window", positive=True),

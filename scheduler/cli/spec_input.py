@@ -2,7 +2,9 @@
 
 The file uses the field names of ``JobSpec`` (``resources: {gpus: 2}``,
 ``time_limit_s: 2h``); a flag overrides the same field of the file, ``--env`` entries
-are merged over the file's ``env``, and a command after ``--`` replaces the file's.
+are merged over the file's ``env`` (``--secret-env-file``, then ``--secret-env``, over its
+``secret_env``), and a command after ``--`` replaces the file's. A secret value is never
+echoed back in a message.
 Every mistake becomes one ``CliError`` line naming the file, the line or the field.
 """
 
@@ -11,15 +13,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import yaml
 from pydantic import ValidationError
-from yaml.reader import ReaderError
 
 from scheduler.cli.config import CliError
 from scheduler.cli.templates import workload_fields
 from scheduler.domain.spec import JobSpec, parse_duration_s
+
+if TYPE_CHECKING:
+    import yaml
 
 NO_COMMAND = (
     "no command: give it after `--` (corral submit -g 1 -- python train.py) "
@@ -49,6 +52,8 @@ class SpecFlags:
     ray: bool | None = None
     grace_period: str | None = None
     env: Sequence[str] = field(default_factory=tuple)
+    secret_env: Sequence[str] = field(default_factory=tuple)
+    secret_env_file: Path | None = None
     workdir: str | None = None
 
 
@@ -102,7 +107,12 @@ def load_spec_file(path: Path) -> dict[str, Any]:
 
 
 def _parse_yaml(path: Path, text: str) -> Any:
-    """``yaml.safe_load``, with every way it can fail as one ``CliError`` line."""
+    """``yaml.safe_load``, with every way it can fail as one ``CliError`` line.
+
+    yaml is imported here: a submit without ``-f`` does not pay for it."""
+    import yaml
+    from yaml.reader import ReaderError
+
     try:
         return yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
@@ -165,6 +175,10 @@ def merge_flags(fields: dict[str, Any], flags: SpecFlags) -> dict[str, Any]:
         merged["resources"] = {**_mapping(merged.get("resources"), "resources"), **given}
     if flags.env:
         merged["env"] = {**_mapping(merged.get("env"), "env"), **parse_env(flags.env)}
+    secrets = read_secret_env_file(flags.secret_env_file) if flags.secret_env_file else {}
+    secrets.update(parse_secret_env(flags.secret_env))
+    if secrets:
+        merged["secret_env"] = {**_mapping(merged.get("secret_env"), "secret_env"), **secrets}
     return merged
 
 
@@ -177,6 +191,37 @@ def parse_env(items: Sequence[str]) -> dict[str, str]:
             raise CliError(f"--env expects KEY=VALUE, got {item!r}")
         env[key] = value
     return env
+
+
+def parse_secret_env(items: Sequence[str]) -> dict[str, str]:
+    """``["TOKEN=abc"]`` -> ``{"TOKEN": "abc"}``; a mistake names no value."""
+    secrets: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise CliError("--secret-env expects NAME=VALUE (one entry has no NAME= part)")
+        secrets[key] = value
+    return secrets
+
+
+def read_secret_env_file(path: Path) -> dict[str, str]:
+    """``NAME=VALUE`` lines (blank lines and ``#`` comments skipped), the value taken
+    as written up to the line's end: the values stay out of shell history."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CliError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise CliError(f"{path}: not UTF-8 text (byte {exc.start} cannot be decoded)") from None
+    secrets: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip():
+            raise CliError(f"{path}:{number}: expected NAME=VALUE")
+        secrets[key.strip()] = value
+    return secrets
 
 
 def format_validation_error(exc: ValidationError) -> str:
@@ -198,11 +243,13 @@ def _location_part(part: Any) -> str:
 def _yaml_scalars_as_strings(fields: dict[str, Any]) -> dict[str, Any]:
     """``command: [sleep, 5]`` and ``env: {SEED: 1}`` mean strings; YAML reads numbers."""
     fixed = dict(fields)
-    command, env = fixed.get("command"), fixed.get("env")
+    command = fixed.get("command")
     if isinstance(command, list):
         fixed["command"] = [_scalar(item) for item in command]
-    if isinstance(env, dict):
-        fixed["env"] = {key: _scalar(value) for key, value in env.items()}
+    for name in ("env", "secret_env"):
+        env = fixed.get(name)
+        if isinstance(env, dict):
+            fixed[name] = {key: _scalar(value) for key, value in env.items()}
     return fixed
 
 

@@ -37,6 +37,24 @@ class Unauthorized(CorralError):
     code = "unauthorized"
 
 
+class Forbidden(CorralError):
+    """A valid token whose role may not do this (docs/security.md)."""
+
+    status = 403
+    code = "forbidden"
+
+
+class TooManyRequests(CorralError):
+    """Over a rate limit; ``retry_after_s`` says when a retry may pass."""
+
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after_s: float, field: str | None = None) -> None:
+        super().__init__(message, field=field)
+        self.retry_after_s = retry_after_s
+
+
 class Unavailable(CorralError):
     status = 503
     code = "unavailable"

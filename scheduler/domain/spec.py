@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -16,7 +17,9 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationInfo,
+    field_serializer,
     field_validator,
     model_validator,
 )
@@ -25,6 +28,7 @@ NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 RESERVED_ENV_PREFIXES = ("CORRAL_",)
 RESERVED_ENV_KEYS = frozenset({"CUDA_VISIBLE_DEVICES", "RAY_ADDRESS"})
+SECRET_MASK = "***"  # what every view of a job shows in place of a secret env value
 
 _SIZE_UNITS_MIB = {
     "": 1,
@@ -145,6 +149,28 @@ def canonical_signal(value: str) -> str:
     return name
 
 
+def check_env_name(key: str) -> None:
+    """Refuse a name no process env can hold, or one corral sets itself."""
+    if not ENV_KEY_RE.match(key):
+        raise ValueError(f"not an environment variable name: {key!r}")
+    if key in RESERVED_ENV_KEYS or key.startswith(RESERVED_ENV_PREFIXES):
+        raise ValueError(f"{key} is set by corral and cannot be given")
+
+
+def masked_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored spec as users may see it: each ``secret_env`` value becomes ``***``.
+
+    ``{"env": {"A": "1"}, "secret_env": {"KEY": "s3cr3t"}}`` ->
+    ``{"env": {"A": "1"}, "secret_env": {"KEY": "***"}}``: the names stay, so a user
+    can tell which secrets a job was given.
+    """
+    shown = dict(spec)
+    secrets = shown.get("secret_env")
+    if isinstance(secrets, Mapping):
+        shown["secret_env"] = {name: SECRET_MASK for name in secrets}
+    return shown
+
+
 class Notice(BaseModel):
     """A signal sent ``notice_s`` before the time limit or a planned preemption (Slurm's
     ``--signal USR1@60``), so the job can checkpoint before the SIGTERM."""
@@ -206,6 +232,10 @@ class JobSpec(BaseModel):
         default=None, description="absolute directory on the node; the attempt's own if unset"
     )
     env: dict[str, str] = Field(default_factory=dict)
+    secret_env: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="env whose values are never shown: views of the job show ***",
+    )
     resources: Resources = Field(default_factory=Resources)
     priority: int = Field(default=0, ge=-1000, le=1000, description="higher runs first")
     time_limit_s: Seconds | None = Field(
@@ -266,11 +296,32 @@ class JobSpec(BaseModel):
     @classmethod
     def _env_keys(cls, value: dict[str, str]) -> dict[str, str]:
         for key in value:
-            if not ENV_KEY_RE.match(key):
-                raise ValueError(f"not an environment variable name: {key!r}")
-            if key in RESERVED_ENV_KEYS or key.startswith(RESERVED_ENV_PREFIXES):
-                raise ValueError(f"{key} is set by corral and cannot be given")
+            check_env_name(key)
         return value
+
+    @field_validator("secret_env")
+    @classmethod
+    def _secret_env(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        """Names as for ``env``; a message names the variable, never its value."""
+        for key, secret in value.items():
+            check_env_name(key)
+            if "\x00" in secret.get_secret_value():
+                raise ValueError(f"the value of {key} must not contain a NUL character")
+        return value
+
+    @field_serializer("secret_env")
+    def _secret_values(self, value: dict[str, SecretStr]) -> dict[str, str]:
+        """A dump carries the values: it is what travels to the server and is stored
+        there for the agent. What users see goes through ``masked_spec``; ``repr`` and
+        validation errors show ``SecretStr('**********')``."""
+        return {key: secret.get_secret_value() for key, secret in value.items()}
+
+    @model_validator(mode="after")
+    def _env_names_distinct(self) -> JobSpec:
+        both = sorted(self.env.keys() & self.secret_env.keys())
+        if both:
+            raise ValueError(f"{', '.join(both)}: given in both env and secret_env")
+        return self
 
     @model_validator(mode="after")
     def _multi_node_needs_gpus(self) -> JobSpec:
@@ -301,6 +352,11 @@ class JobSpec(BaseModel):
         return code in self.retry_on_exit_codes or (
             code < 0 and 128 - code in self.retry_on_exit_codes
         )
+
+    def job_env(self) -> dict[str, str]:
+        """The variables the job is given: ``env`` and the values of ``secret_env``."""
+        secrets = {key: secret.get_secret_value() for key, secret in self.secret_env.items()}
+        return {**self.env, **secrets}
 
     def argv(self) -> list[str]:
         if isinstance(self.command, str):

@@ -9,7 +9,7 @@ from pathlib import Path
 from scheduler.domain.errors import Unauthorized
 from scheduler.paths import admin_token_path, read_admin_token, write_private
 from scheduler.runtime import Runtime
-from scheduler.store import tokens
+from scheduler.store import tokens, users
 from scheduler.store.db import upgrade
 from scheduler.store.models import utcnow
 from scheduler.store.queues import ensure_default
@@ -19,8 +19,12 @@ log = logging.getLogger("corral.server")
 
 @dataclass(frozen=True)
 class Principal:
+    """Who a valid token speaks for: a user (its name and role), or a node's agent."""
+
     name: str
     role: str
+    queues: frozenset[str] = frozenset()  # a user's memberships: where it may submit
+    node: str | None = None  # an agent token's node: the only one it may sync as
 
 
 def prepare(rt: Runtime) -> Path:
@@ -36,7 +40,8 @@ def prepare(rt: Runtime) -> Path:
         saved = read_admin_token(rt.settings.data_dir)
         if saved is None or tokens.verify(session, saved, utcnow()) is None:
             name = f"admin-{utcnow().strftime('%Y%m%d%H%M%S%f')}"
-            token = tokens.create_token(session, name, "admin", utcnow())
+            admin = users.ensure_admin(session, utcnow())
+            token = tokens.create_token(session, name, "admin", utcnow(), user_id=admin.id)
             write_private(path, token + "\n")
             log.info("created an admin token; saved to %s (mode 600)", path)
     return path
@@ -50,4 +55,10 @@ def authenticate(rt: Runtime, header: str | None) -> Principal:
         row = tokens.verify(session, token, utcnow())
         if row is None:
             raise Unauthorized("unknown, expired or revoked token")
-        return Principal(name=row.name, role=row.role)
+        queues = users.queues_of(session, row.user_id) if row.user_id is not None else []
+        return Principal(
+            name=tokens.owner_name(session, row),
+            role=row.role,
+            queues=frozenset(queues),
+            node=row.node_name,
+        )

@@ -73,6 +73,7 @@ def list_jobs(
     limit: int,
     before_id: int | None,
     array_id: int | None = None,
+    submitted_by: str | None = None,
 ) -> JobList:
     known = [s.value for s in JobStatus]
     unknown = [s for s in statuses if s not in known]
@@ -89,6 +90,7 @@ def list_jobs(
             limit=limit,
             before_id=before_id,
             array_id=array_id,
+            submitted_by=submitted_by,
         )
         return JobList(jobs=job_views(session, rows), next_before_id=next_before)
 

@@ -233,7 +233,7 @@ def _launch(
 ) -> AttemptLaunch:
     attempt = part.attempt
     head = next(p for p in attempt.parts if p.rank == 0)
-    env = dict(spec.env)
+    env = spec.job_env()  # the run instruction is the only place a secret value leaves
     env.update(
         {
             "CORRAL_JOB_ID": str(attempt.job_id),

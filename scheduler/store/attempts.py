@@ -19,18 +19,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, func, insert, literal, select, update
 from sqlalchemy.orm import Session
 
 from scheduler.domain.retry import RetrySettings
 from scheduler.domain.status import AttemptStatus, JobStatus, PartState, TerminationReason
 from scheduler.store.jobs import get_job
-from scheduler.store.models import AllocationRow, AttemptPartRow, AttemptRow, JobRow, NodeRow
+from scheduler.store.models import (
+    AllocationRow,
+    AttemptPartRow,
+    AttemptRow,
+    JobRow,
+    NodeRow,
+    UTCDateTime,
+)
 from scheduler.store.node_health import drain_if_bad
 from scheduler.store.retries import move_job
 from scheduler.store.transitions import record_event, transition_job
 
+PARTS = cast(Table, AttemptPartRow.__table__)
+ALLOCATIONS = cast(Table, AllocationRow.__table__)
 FINAL_PARTS = frozenset({PartState.EXITED, PartState.LOST})
 R = TerminationReason
 
@@ -57,7 +67,7 @@ def create_attempt(
     """Place ``job`` (pending) on ``nodes`` with ``gpus[node] = [(index, uuid)]``.
 
     Returns None when the job is no longer pending (a lost race). A GPU that is
-    already allocated makes the flush fail with an IntegrityError (the schema's
+    already allocated makes the insert fail with an IntegrityError (the schema's
     one-live-allocation-per-GPU index); callers run this inside a savepoint.
     """
     number = job.attempts_count + 1
@@ -85,53 +95,61 @@ def create_attempt(
     )
     session.add(attempt)
     session.flush()
-    for rank, node in enumerate(nodes):
-        session.add(
-            AttemptPartRow(
-                attempt_id=attempt.id, node_id=node.id, rank=rank, state=PartState.PENDING
-            )
-        )
-        for index, uuid in gpus.get(node.name, []):
-            session.add(
-                AllocationRow(
-                    attempt_id=attempt.id,
-                    node_id=node.id,
-                    gpu_index=index,
-                    gpu_uuid=uuid,
-                    created_at=now,
-                )
-            )
-    session.flush()
+    parts = [
+        {"attempt_id": attempt.id, "node_id": n.id, "rank": rank, "state": PartState.PENDING}
+        for rank, n in enumerate(nodes)
+    ]
+    allocations = [
+        {
+            "attempt_id": attempt.id,
+            "node_id": n.id,
+            "gpu_index": index,
+            "gpu_uuid": uuid,
+            "created_at": now,
+        }
+        for n in nodes
+        for index, uuid in gpus.get(n.name, [])
+    ]
+    # Core inserts, many rows per statement; a GPU already live fails the second one
+    connection = session.connection()
+    connection.execute(insert(PARTS), parts)
+    if allocations:
+        connection.execute(insert(ALLOCATIONS), allocations)
     return attempt
 
 
 def release_part(session: Session, part: AttemptPartRow, now: datetime) -> None:
-    session.execute(
-        update(AllocationRow)
-        .where(
-            AllocationRow.attempt_id == part.attempt_id,
-            AllocationRow.node_id == part.node_id,
-            AllocationRow.released_at.is_(None),
-        )
-        .values(released_at=now)
+    _release(session, now, attempt_id=part.attempt_id, node_id=part.node_id)
+
+
+def _release(session: Session, now: datetime, *, attempt_id: int, node_id: int | None) -> None:
+    """Release the attempt's live allocations (on one node, or all): a Core UPDATE, as no
+    allocation row is held by the session."""
+    stmt = update(ALLOCATIONS).where(
+        ALLOCATIONS.c.attempt_id == attempt_id, ALLOCATIONS.c.released_at.is_(None)
     )
+    if node_id is not None:
+        stmt = stmt.where(ALLOCATIONS.c.node_id == node_id)
+    session.connection().execute(stmt.values(released_at=now))
 
 
 def mark_running(session: Session, attempt: AttemptRow, now: datetime) -> None:
-    """The first part reported its process alive: the attempt and its job run."""
+    """The first part reported its process alive: the attempt and its job run.
+
+    The job keeps the start of its first attempt (``started_at`` set only once, in SQL:
+    no read of the job is needed)."""
     if attempt.status is not AttemptStatus.STARTING:
         return
     attempt.status = AttemptStatus.RUNNING
     attempt.started_at = now
-    job = get_job(session, attempt.job_id, for_update=True)
     transition_job(
         session,
-        job.id,
+        attempt.job_id,
         JobStatus.STARTING,
         JobStatus.RUNNING,
         now=now,
         message=f"attempt {attempt.number} running",
-        started_at=job.started_at or now,
+        started_at=func.coalesce(JobRow.started_at, literal(now, UTCDateTime())),
     )
 
 
@@ -258,11 +276,7 @@ def finish_if_done(
     attempt.reason = reason
     attempt.exit_code = exit_code
     attempt.ended_at = now
-    session.execute(
-        update(AllocationRow)
-        .where(AllocationRow.attempt_id == attempt.id, AllocationRow.released_at.is_(None))
-        .values(released_at=now)
-    )
+    _release(session, now, attempt_id=attempt.id, node_id=None)
     job = get_job(session, attempt.job_id, for_update=True)
     job.attained_gpu_s += gpu_seconds(attempt, now)
     move_job(session, job, previous, attempt, now, retry)

@@ -24,6 +24,8 @@ class DuplicateKey(Exception):
 
 
 def spec_digest(spec: JobSpec) -> str:
+    """A SHA-256 of the whole spec, secret values included: a retry that changes a
+    secret is another spec, yet the digest shows nothing of the value."""
     canonical = json.dumps(spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -98,6 +100,7 @@ def list_jobs(
     limit: int = 100,
     before_id: int | None = None,
     array_id: int | None = None,
+    submitted_by: str | None = None,
 ) -> tuple[list[JobRow], int | None]:
     """Newest first, one page; the second value is the ``before_id`` of the next page.
 
@@ -112,6 +115,8 @@ def list_jobs(
         stmt = stmt.join(QueueRow, JobRow.queue_id == QueueRow.id).where(QueueRow.name == queue)
     if name:
         stmt = stmt.where(JobRow.name == name)
+    if submitted_by is not None:  # a user lists its own jobs only
+        stmt = stmt.where(JobRow.submitted_by == submitted_by)
     if before_id is not None:
         stmt = stmt.where(JobRow.id < before_id)
     rows = list(session.scalars(stmt).unique())

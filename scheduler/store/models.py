@@ -409,8 +409,34 @@ class LogChunkRow(Base):
     data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
+class UserRow(Base):
+    """Someone who holds tokens: ``admin``, ``operator`` or ``user`` (docs/security.md)."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class MembershipRow(Base):
+    """A user may submit to a queue it is a member of (a ``user``'s only way to submit)."""
+
+    __tablename__ = "queue_memberships"
+    __table_args__ = (UniqueConstraint("user_id", "queue_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    queue_id: Mapped[int] = mapped_column(ForeignKey("queues.id", ondelete="CASCADE"))
+
+
 class TokenRow(Base):
-    """An API token, stored as its SHA-256 digest only."""
+    """An API token, stored as its SHA-256 digest only.
+
+    A user's token carries its user's role (kept in step when the role changes); an
+    agent's token has role ``agent``, no user, and the one node it may sync as.
+    """
 
     __tablename__ = "tokens"
 
@@ -421,6 +447,24 @@ class TokenRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    node_name: Mapped[str | None] = mapped_column(String(128))  # an agent token's node
+
+
+class AuditEventRow(Base):
+    """One state-changing API call, allowed or refused: who, as what, did what, answered how."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_who_at", "who", "at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    who: Mapped[str | None] = mapped_column(String(128))  # None: no valid token
+    role: Mapped[str | None] = mapped_column(String(16))
+    method: Mapped[str] = mapped_column(String(8))
+    path: Mapped[str] = mapped_column(String(500))
+    target: Mapped[str | None] = mapped_column(String(200))  # e.g. "job_id=7"
+    status: Mapped[int] = mapped_column(Integer)  # the HTTP status answered
 
 
 class LeadershipRow(Base):

@@ -13,8 +13,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -89,18 +90,40 @@ def _preempt(session: Session, preemption: Preemption, now: datetime) -> Effects
 
 
 def _record_waits(session: Session, decisions: Decisions) -> None:
+    """Write each waiting job's reason, place and estimate, only where they changed.
+
+    Most waits repeat the last cycle's: comparing with what is stored (one read of four
+    columns) leaves a long queue's rows untouched, and the changed ones go in one
+    executemany."""
     if not decisions.waits:
         return
-    ids = [w.job_id for w in decisions.waits]
-    jobs = {j.id: j for j in session.scalars(select(JobRow).where(JobRow.id.in_(ids))).unique()}
+    jobs = cast(Table, JobRow.__table__)
+    columns = [jobs.c[key] for key in WAIT_FIELDS]
+    stored = {
+        row[0]: tuple(row[1:])
+        for row in session.connection().execute(
+            select(jobs.c.id, *columns).where(
+                jobs.c.id.in_([w.job_id for w in decisions.waits]),
+                jobs.c.status == JobStatus.PENDING,
+            )
+        )
+    }
+    changed = []
     for wait in decisions.waits:
-        job = jobs.get(wait.job_id)
-        if job is None or job.status is not JobStatus.PENDING:
-            continue
         fields = _wait_fields(wait)
-        if any(getattr(job, key) != value for key, value in fields.items()):
-            for key, value in fields.items():
-                setattr(job, key, value)
+        now_stored = stored.get(wait.job_id)
+        if now_stored is not None and now_stored != tuple(fields.values()):
+            changed.append({"job_id": wait.job_id, **{f"new_{k}": v for k, v in fields.items()}})
+    if changed:
+        stmt = (
+            update(jobs)
+            .where(jobs.c.id == bindparam("job_id"), jobs.c.status == JobStatus.PENDING)
+            .values({key: bindparam(f"new_{key}") for key in WAIT_FIELDS})
+        )
+        session.connection().execute(stmt, changed)
+
+
+WAIT_FIELDS = ("wait_reason", "wait_message", "wait_position", "wait_estimated_start")
 
 
 def _wait_fields(wait: Wait) -> dict[str, object]:

@@ -1,4 +1,9 @@
-"""API tokens, kept as SHA-256 digests only (a token is 32 random bytes: no salt needed)."""
+"""API tokens, kept as SHA-256 digests only (a token is 32 random bytes: no salt needed).
+
+A token belongs to a user (and carries its role) or to one node's agent (role
+``agent``, ``node_name`` set). Revocation and expiry are checked on every request,
+so a revoked token stops working at once.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,9 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from scheduler.store.models import TokenRow
+from scheduler.domain.auth import TokenView
+from scheduler.domain.errors import Conflict, NotFound
+from scheduler.store.models import TokenRow, UserRow
 
 TOKEN_PREFIX = "crl_"
 
@@ -22,10 +29,31 @@ def new_token() -> str:
     return TOKEN_PREFIX + secrets.token_urlsafe(32)
 
 
-def create_token(session: Session, name: str, role: str, now: datetime) -> str:
+def create_token(
+    session: Session,
+    name: str,
+    role: str,
+    now: datetime,
+    *,
+    user_id: int | None = None,
+    node_name: str | None = None,
+    expires_at: datetime | None = None,
+) -> str:
     """Store a new token's digest and return the token (shown once, never stored)."""
+    if session.scalars(select(TokenRow.id).where(TokenRow.name == name)).first() is not None:
+        raise Conflict(f"a token named {name!r} exists", field="name", code="exists")
     token = new_token()
-    session.add(TokenRow(name=name, digest=digest(token), role=role, created_at=now))
+    session.add(
+        TokenRow(
+            name=name,
+            digest=digest(token),
+            role=role,
+            created_at=now,
+            user_id=user_id,
+            node_name=node_name,
+            expires_at=expires_at,
+        )
+    )
     session.flush()
     return token
 
@@ -41,3 +69,45 @@ def verify(session: Session, token: str, now: datetime) -> TokenRow | None:
     if row.expires_at is not None and row.expires_at <= now:
         return None
     return row
+
+
+def owner_name(session: Session, row: TokenRow) -> str:
+    """Whom a token speaks for: its user's name, else the token's own name."""
+    if row.user_id is None:
+        return row.name
+    name = session.scalars(select(UserRow.name).where(UserRow.id == row.user_id)).one_or_none()
+    return name or row.name
+
+
+def revoke(session: Session, token_id: int, now: datetime) -> TokenRow:
+    row = session.get(TokenRow, token_id)
+    if row is None:
+        raise NotFound(f"no token {token_id}", field="token_id")
+    if row.revoked_at is None:
+        row.revoked_at = now
+        session.flush()
+    return row
+
+
+def token_view(row: TokenRow, user: str | None) -> TokenView:
+    return TokenView(
+        id=row.id,
+        name=row.name,
+        role=row.role,
+        user=user,
+        node=row.node_name,
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        revoked_at=row.revoked_at,
+    )
+
+
+def list_tokens(session: Session, user: str | None = None) -> list[TokenView]:
+    stmt = (
+        select(TokenRow, UserRow.name)
+        .outerjoin(UserRow, UserRow.id == TokenRow.user_id)
+        .order_by(TokenRow.id)
+    )
+    if user is not None:
+        stmt = stmt.where(UserRow.name == user)
+    return [token_view(row, name) for row, name in session.execute(stmt)]

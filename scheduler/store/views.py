@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from scheduler.domain.spec import masked_spec
 from scheduler.domain.status import LIVE_ATTEMPT, JobStatus
 from scheduler.domain.views import AttemptView, EventView, GpuInfo, GpuRefView, JobView, NodeInfo
 from scheduler.store.attempts import gpu_seconds, work_at_risk_gpu_s
@@ -61,7 +62,7 @@ def _base(row: JobRow, attempt: AttemptRow | None, refs: list[GpuRefView]) -> Jo
         queue=row.queue.name,
         status=row.status.value,
         priority=row.priority,
-        spec=row.spec,
+        spec=masked_spec(row.spec),  # secret env values stay in the store
         submitted_at=row.submitted_at,
         updated_at=row.updated_at,
         started_at=row.started_at,

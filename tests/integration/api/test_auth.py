@@ -112,7 +112,7 @@ def test_every_endpoint_refuses_a_request_without_a_valid_token(api: Api) -> Non
         headers = credentials(api)
         for method, template in routes:
             name = NODE if template.startswith(NODES) else "default"
-            path = template.format(job_id=job_id, name=name, array_id=job_id)
+            path = template.format(job_id=job_id, name=name, array_id=job_id, token_id=1)
             body = BODIES.get((method, template), {} if method in ("POST", "PATCH") else None)
             response = api.http.request(method, path, json=body, headers=headers)
             try:
@@ -129,7 +129,7 @@ def test_a_request_without_a_token_is_refused_before_its_body_is_read(api: Api) 
     with_body = [(m, p) for m, p in guarded_routes(api.app) if m in ("POST", "PATCH")]
     assert (("POST", JOBS) in with_body) and (("POST", SYNC) in with_body)
     for method, template in with_body:
-        path = template.format(job_id=job_id, name="default", array_id=job_id)
+        path = template.format(job_id=job_id, name="default", array_id=job_id, token_id=1)
         for headers in ({}, {"Authorization": "Bearer crl_not-a-token"}):
             response = api.http.request(
                 method,

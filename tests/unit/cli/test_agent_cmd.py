@@ -24,6 +24,7 @@ class FakeAgentConfig:
     gpus: str
     data_dir: Path
     long_poll_s: float
+    ca: str | None = None
 
 
 class FakeBackend:
@@ -97,6 +98,19 @@ def test_agent_defaults_come_from_the_local_server(
     assert (config.server, config.token, config.gpus) == ("http://127.0.0.1:9", "local", "auto")
     assert config.data_dir == tmp_path / "agents" / config.name
     assert config.name and config.long_poll_s == 20.0
+
+
+def test_the_ca_comes_from_the_flag_or_corral_ca(
+    corral: Cli, ran: list[Any], tmp_path: Path
+) -> None:
+    flag, env = tmp_path / "flag.pem", tmp_path / "env.pem"
+    flag.write_text("pem")
+    env.write_text("pem")
+    assert corral("agent", "--ca", str(flag), env={"CORRAL_CA": str(env)}).exit_code == 0
+    assert corral("agent", env={"CORRAL_CA": str(env)}).exit_code == 0
+    assert [config.ca for config in ran] == [str(flag), str(env)]
+    missing = corral("agent", "--ca", str(tmp_path / "missing.pem"))
+    assert missing.exit_code == 2 and "missing.pem" in missing.stderr
 
 
 def test_a_bad_gpu_spec_is_one_line_and_exit_2(corral: Cli, ran: list[Any]) -> None:

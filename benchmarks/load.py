@@ -1,0 +1,529 @@
+"""Load: 1,000 simulated agents syncing every 5 s with one server on PostgreSQL.
+
+Starts a private PostgreSQL (``initdb``/``pg_ctl``, as the tests do; or ``--database-url``
+names a server to create a fresh database on) and one ``corral server`` on it, then:
+
+1. **agents**: ``--agents`` simulated agents in this process (asyncio, one shared
+   ``httpx.AsyncClient``), each a node of ``--gpus-per-agent`` GPUs speaking the real
+   sync protocol (``scheduler.domain.sync``): node facts, a host and GPU sample per
+   GPU, every attempt it holds. Each syncs every ``--interval-s`` (a short poll, so the
+   timed request is the server's work, not a held long poll), starts on its first
+   sync at a random moment of the interval, runs what the reply's ``run`` lists for
+   ``--job-s`` seconds and then reports it exited 0; a ``stop`` ends it at once.
+2. **history**: ``--jobs`` jobs in the system. All but ``--pending`` are finished
+   history, written straight into the tables (each a succeeded job with its submitted
+   and succeeded events, one attempt, its part on a node and its released allocation,
+   one after another on every GPU over the past week), because running 100,000 jobs
+   through the agents would take hours. The rows go through the ORM mapping
+   (``scheduler.store.models``), so their columns are the schema's.
+3. **pending**: ``--pending`` jobs of 1, 2 or 4 GPUs through the batch endpoint
+   (``POST /api/v1/jobs/batch``), more than the cluster's GPUs, so the cycle places
+   and the agents run them while a backlog waits for the whole run.
+4. **measure** for ``--duration`` seconds after a warm-up of one interval: every sync's
+   latency (send to parsed reply), the server process's CPU (``/proc/PID/stat``) and
+   RSS (``/proc/PID/status``, sampled each second), PostgreSQL's CPU (the postmaster
+   and its backends), and the scheduling cycle's duration from the server's
+   ``corral_cycle_duration_seconds`` histogram (``/metrics``, scraped at both ends of
+   the window: the mean, and p99 as the upper bound of its bucket).
+
+Targets: sync p99 under 250 ms, the cycle under 1 s. The load generator, the server and
+PostgreSQL share this machine's CPUs (``os.cpu_count()`` is in the report): a sync's
+latency includes the time the generator waited for a CPU, so on a small machine the
+figures are upper bounds of what the server alone would give.
+
+    python benchmarks/load.py                   # 1,000 agents, 100,000 jobs, 120 s
+    python benchmarks/load.py --quick           # 100 agents, 5,000 jobs, 30 s
+    python benchmarks/load.py --agents 300 --duration 60 --json load.json
+
+Prints a table and the figures as JSON; exit status 0 once measured (whether the
+targets were met is ``targets_met`` in the JSON), 1 when the run itself failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import random
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a clean checkout
+
+from benchmarks.load_db import job_counts, postgres, seed_history
+from scheduler.client import CorralError
+from scheduler.domain.spec import JobSpec, Resources
+from scheduler.domain.sync import (
+    AttemptReport,
+    AttemptState,
+    GpuFacts,
+    GpuSample,
+    HostSample,
+    NodeFacts,
+    SyncReply,
+    SyncRequest,
+)
+from scheduler.localcluster import LocalCluster
+from scheduler.store.db import Database
+
+SYNC_PATH = "/api/v1/agent/sync"
+TARGET_SYNC_P99_MS = 250.0
+TARGET_CYCLE_S = 1.0
+GPU_TYPE, GPU_MIB = "A100-80GB", 81_920
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class Sizes:
+    agents: int
+    jobs: int  # in the system: finished history plus pending
+    pending: int
+    gpus_per_agent: int
+    interval_s: float
+    duration_s: float
+    job_s: float
+
+
+# -- simulated agents -------------------------------------------------------------------
+
+
+@dataclass
+class SimAttempt:
+    ends_at: float
+    exit_code: int | None = None  # None while it runs
+    stopped: bool = False
+
+
+@dataclass
+class SimAgent:
+    """One node's agent, reduced to the protocol: it reports, the reply says what to run."""
+
+    name: str
+    gpus: int
+    job_s: float
+    held: dict[int, SimAttempt] = field(default_factory=dict)
+
+    def facts(self) -> NodeFacts:
+        gpus = [
+            GpuFacts(
+                index=i,
+                uuid=f"GPU-{self.name}-{i}",
+                name="NVIDIA A100-SXM4-80GB",
+                gpu_type=GPU_TYPE,
+                memory_total_mib=GPU_MIB,
+            )
+            for i in range(self.gpus)
+        ]
+        return NodeFacts(
+            name=self.name, hostname=self.name, cpus=64, memory_total_mib=512_000, gpus=gpus
+        )
+
+    def request(self, now: float) -> SyncRequest:
+        for attempt in self.held.values():
+            if attempt.exit_code is None and now >= attempt.ends_at:
+                attempt.exit_code = 0
+        samples = [
+            GpuSample(index=i, utilization_pct=random.uniform(0, 100), memory_used_mib=1024)
+            for i in range(self.gpus)
+        ]
+        return SyncRequest(
+            node=self.facts(),
+            host=HostSample(cpu_pct=12.5, memory_used_mib=64_000, load1=3.0),
+            gpu_samples=samples,
+            attempts=[self._report(i, a) for i, a in self.held.items()],
+        )
+
+    @staticmethod
+    def _report(attempt_id: int, attempt: SimAttempt) -> AttemptReport:
+        if attempt.exit_code is None:
+            return AttemptReport(attempt_id=attempt_id, state=AttemptState.RUNNING, pid=1000)
+        return AttemptReport(
+            attempt_id=attempt_id,
+            state=AttemptState.EXITED,
+            exit_code=attempt.exit_code,
+            stopped_by_agent=attempt.stopped,
+        )
+
+    def apply(self, reply: SyncReply, now: float) -> None:
+        """Start what is new, stop what is asked, forget what the server no longer lists."""
+        wanted = {launch.attempt_id for launch in reply.run}
+        for attempt_id in wanted - self.held.keys():
+            self.held[attempt_id] = SimAttempt(ends_at=now + self.job_s)
+        for stop in reply.stop:
+            attempt = self.held.get(stop.attempt_id)
+            if attempt is not None and attempt.exit_code is None:
+                attempt.exit_code, attempt.stopped = -15, True
+        listed = wanted | {stop.attempt_id for stop in reply.stop}
+        for attempt_id in [i for i, a in self.held.items() if i not in listed]:
+            if self.held[attempt_id].exit_code is not None:
+                del self.held[attempt_id]  # the server holds its end
+            else:
+                self.held[attempt_id].exit_code = -15  # no longer wanted: stopped
+                self.held[attempt_id].stopped = True
+
+
+@dataclass
+class Recorder:
+    """What the agents saw; latencies count only while ``measuring``."""
+
+    measuring: bool = False
+    latencies_s: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    synced: set[str] = field(default_factory=set)
+
+
+async def agent_loop(
+    agent: SimAgent, http: httpx.AsyncClient, sizes: Sizes, rec: Recorder, stop: asyncio.Event
+) -> None:
+    """Sync every interval (the first at a random moment of it) until ``stop``."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), random.uniform(0, sizes.interval_s))
+    while not stop.is_set():
+        began = time.monotonic()
+        body = agent.request(began).model_dump(mode="json")
+        try:
+            response = await http.post(SYNC_PATH, json=body)
+            response.raise_for_status()
+            reply = SyncReply.model_validate_json(response.content)
+        except (httpx.HTTPError, ValueError) as err:
+            if rec.measuring:
+                rec.errors.append(f"{type(err).__name__}: {err}"[:200])
+        else:
+            if rec.measuring:
+                rec.latencies_s.append(time.monotonic() - began)
+            rec.synced.add(agent.name)
+            agent.apply(reply, time.monotonic())
+        pause_s = max(0.0, sizes.interval_s - (time.monotonic() - began))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), pause_s)
+
+
+# -- what the server spends: /proc and /metrics --------------------------------------------
+
+
+def cpu_s(pids: list[int]) -> dict[int, float]:
+    """User plus system CPU seconds of each of these processes still alive."""
+    spent = {}
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            spent[pid] = (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
+    return spent
+
+
+def cpu_since(before: dict[int, float], now: dict[int, float]) -> float:
+    """CPU seconds spent since ``before`` by the processes alive now (one that ended in
+    between is not counted: a PostgreSQL backend of a closed connection)."""
+    return sum(spent - before.get(pid, 0.0) for pid, spent in now.items())
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def postgres_pids(data_dir: Path | None) -> list[int]:
+    """The postmaster (from its pid file) and its children, the backends."""
+    if data_dir is None or not (data_dir / "postmaster.pid").exists():
+        return []
+    postmaster = int((data_dir / "postmaster.pid").read_text().split()[0])
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == postmaster:
+                children.append(int(stat.parent.name))
+    return [postmaster, *children]
+
+
+def cycle_histogram(cluster: LocalCluster) -> dict[float, float]:
+    """``le`` bound -> cumulative count, plus ``sum`` under key -1."""
+    response = httpx.get(
+        f"{cluster.url}/metrics",
+        headers={"Authorization": f"Bearer {cluster.token}"},
+        timeout=120,
+    )
+    response.raise_for_status()
+    buckets: dict[float, float] = {}
+    for family in text_string_to_metric_families(response.text):
+        if family.name != "corral_cycle_duration_seconds":
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_bucket"):
+                buckets[float(sample.labels["le"])] = sample.value
+            elif sample.name.endswith("_sum"):
+                buckets[-1.0] = sample.value
+    return buckets
+
+
+def cycle_figures(before: dict[float, float], after: dict[float, float]) -> dict[str, Any]:
+    """Cycles in the window: how many, the mean, and p99 as its bucket's upper bound."""
+    bounds = sorted(b for b in after if b >= 0)
+    delta = {b: after[b] - before.get(b, 0.0) for b in bounds}
+    count = delta[bounds[-1]] if bounds else 0.0
+    total_s = after.get(-1.0, 0.0) - before.get(-1.0, 0.0)
+    p99 = next((b for b in bounds if delta[b] >= 0.99 * count), None) if count else None
+    return {
+        "cycles": int(count),
+        "cycle_mean_s": total_s / count if count else None,
+        "cycle_p99_le_s": p99,
+    }
+
+
+# -- the run ------------------------------------------------------------------------------
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def wait_for(what: str, check: Any, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+        time.sleep(0.5)
+
+
+def submit_pending(cluster: LocalCluster, count: int, gpus_per_agent: int) -> None:
+    """A mix of one GPU, a whole node and two whole nodes (a gang across agents)."""
+    mix = [
+        Resources(gpus=1),
+        Resources(gpus=gpus_per_agent),
+        Resources(gpus=gpus_per_agent, nodes=2),
+    ]
+    specs = [JobSpec(command=["true"], resources=mix[n % len(mix)]) for n in range(count)]
+    with cluster.client(timeout_s=300) as client:
+        for first in range(0, count, 5000):
+            client.submit_batch(specs[first : first + 5000])
+
+
+class AgentThread(threading.Thread):
+    """The simulated agents' event loop, in a thread so the main one can seed and measure."""
+
+    def __init__(self, cluster: LocalCluster, sizes: Sizes) -> None:
+        super().__init__(name="agents", daemon=True)
+        self.cluster, self.sizes, self.rec = cluster, sizes, Recorder()
+        self.loop = asyncio.new_event_loop()
+        self.stop_event: asyncio.Event | None = None
+        self.failure: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.loop.run_until_complete(self._main())
+        except BaseException as err:  # reported by the main thread
+            self.failure = err
+
+    async def _main(self) -> None:
+        self.stop_event = asyncio.Event()
+        sizes = self.sizes
+        limits = httpx.Limits(max_connections=sizes.agents, max_keepalive_connections=sizes.agents)
+        headers = {"Authorization": f"Bearer {self.cluster.token}"}
+        async with httpx.AsyncClient(
+            base_url=self.cluster.url, headers=headers, limits=limits, timeout=60
+        ) as http:
+            agents = [
+                SimAgent(f"load-{n:04d}", sizes.gpus_per_agent, sizes.job_s)
+                for n in range(sizes.agents)
+            ]
+            await asyncio.gather(
+                *(agent_loop(a, http, sizes, self.rec, self.stop_event) for a in agents)
+            )
+
+    def stop(self) -> None:
+        if self.stop_event is not None:
+            self.loop.call_soon_threadsafe(self.stop_event.set)
+        self.join(timeout=60)
+
+
+def measure(
+    cluster: LocalCluster, agents: AgentThread, sizes: Sizes, pg_dir: Path | None
+) -> dict[str, Any]:
+    """The figures of one window of ``sizes.duration_s`` seconds."""
+    assert cluster.server is not None
+    pid = cluster.server.popen.pid
+    hist_before = cycle_histogram(cluster)
+    cpu_before, pg_before = cpu_s([pid]), cpu_s(postgres_pids(pg_dir))
+    gen_before = time.process_time()
+    began = time.monotonic()
+    agents.rec.measuring = True
+    rss = [rss_mib(pid)]
+    while time.monotonic() - began < sizes.duration_s:
+        time.sleep(1.0)
+        rss.append(rss_mib(pid))
+    agents.rec.measuring = False
+    wall_s = time.monotonic() - began
+    figures = {
+        "server_cpu_pct": 100 * cpu_since(cpu_before, cpu_s([pid])) / wall_s,
+        "postgres_cpu_pct": 100 * cpu_since(pg_before, cpu_s(postgres_pids(pg_dir))) / wall_s,
+        "generator_cpu_pct": 100 * (time.process_time() - gen_before) / wall_s,
+        "server_rss_mib": rss[-1],
+        "server_rss_peak_mib": max(rss),
+        "window_s": wall_s,
+    }
+    return figures | cycle_figures(hist_before, cycle_histogram(cluster))
+
+
+def sync_figures(rec: Recorder, window_s: float) -> dict[str, Any]:
+    ms = [s * 1000 for s in rec.latencies_s]
+    return {
+        "syncs": len(ms),
+        "syncs_per_s": len(ms) / window_s,
+        "sync_errors": len(rec.errors),
+        "sync_p50_ms": percentile(ms, 0.50),
+        "sync_p99_ms": percentile(ms, 0.99),
+        "sync_max_ms": max(ms) if ms else None,
+        "sync_mean_ms": statistics.fmean(ms) if ms else None,
+        "first_errors": rec.errors[:5],
+    }
+
+
+def run(sizes: Sizes, workdir: Path, database_url: str | None) -> dict[str, Any]:
+    with postgres(database_url) as (url, pg_dir):
+        args = ("--database-url", url, "--log-level", "warning", "--node-timeout-s", "60")
+        with LocalCluster(workdir, server_args=args) as cluster:
+            cluster.start_server()
+            agents = AgentThread(cluster, sizes)
+            agents.start()
+            try:
+                return _drive(cluster, agents, sizes, url, pg_dir)
+            finally:
+                agents.stop()
+
+
+def _drive(
+    cluster: LocalCluster, agents: AgentThread, sizes: Sizes, url: str, pg_dir: Path | None
+) -> dict[str, Any]:
+    """Register, seed, submit, warm up, measure."""
+
+    def registered() -> bool:
+        if agents.failure is not None:
+            raise RuntimeError(f"the agents failed: {agents.failure!r}")
+        return len(agents.rec.synced) == sizes.agents
+
+    wait_for("every agent to register", registered, 60 + sizes.agents * 0.5)
+    db = Database(url)
+    try:
+        started = time.monotonic()
+        seed_history(db, sizes.jobs - sizes.pending)
+        history_s = time.monotonic() - started
+        log(f"seeded {sizes.jobs - sizes.pending} finished jobs in {history_s:.0f}s")
+        submit_pending(cluster, sizes.pending, sizes.gpus_per_agent)
+        log(f"submitted {sizes.pending} pending jobs; warming up {sizes.interval_s:.0f}s")
+        time.sleep(sizes.interval_s)
+        figures = measure(cluster, agents, sizes, pg_dir)
+        figures |= sync_figures(agents.rec, figures["window_s"])
+        figures["jobs_by_status"] = job_counts(db)
+    finally:
+        db.dispose()
+    return figures
+
+
+def log(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+# -- report -------------------------------------------------------------------------------
+
+
+ROWS = [
+    ("sync_p50_ms", "sync latency p50", "{:.1f} ms"),
+    ("sync_p99_ms", "sync latency p99 (target < 250 ms)", "{:.1f} ms"),
+    ("sync_max_ms", "sync latency max", "{:.1f} ms"),
+    ("syncs_per_s", "syncs answered", "{:.1f} /s"),
+    ("sync_errors", "sync errors", "{}"),
+    ("cycle_mean_s", "scheduling cycle, mean (target < 1 s)", "{:.3f} s"),
+    ("cycle_p99_le_s", "scheduling cycle, p99 (bucket bound)", "<= {} s"),
+    ("cycles", "cycles in the window", "{}"),
+    ("server_cpu_pct", "server CPU (100 = one core)", "{:.0f} %"),
+    ("server_rss_mib", "server RSS at the end", "{:.0f} MiB"),
+    ("server_rss_peak_mib", "server RSS, peak", "{:.0f} MiB"),
+    ("postgres_cpu_pct", "PostgreSQL CPU", "{:.0f} %"),
+    ("generator_cpu_pct", "load generator CPU (this process)", "{:.0f} %"),
+]
+
+
+def print_table(report: dict[str, Any]) -> None:
+    s, f = report["sizes"], report["figures"]
+    print(
+        f"\ncorral load: {s['agents']} agents x {s['gpus_per_agent']} GPUs syncing every "
+        f"{s['interval_s']:g} s, {s['jobs']} jobs ({s['pending']} submitted pending), "
+        f"{f['window_s']:.0f} s measured, {report['cpus']} CPUs shared with the generator"
+    )
+    print(f"| {'figure':<40} | {'value':>14} |\n|{'-' * 42}|{'-' * 16}|")
+    for key, label, fmt in ROWS:
+        value = "n/a" if f.get(key) is None else fmt.format(f[key])
+        print(f"| {label:<40} | {value:>14} |")
+
+
+def targets_met(figures: dict[str, Any]) -> bool:
+    p99, cycle = figures.get("sync_p99_ms"), figures.get("cycle_mean_s")
+    return (
+        p99 is not None
+        and p99 < TARGET_SYNC_P99_MS
+        and (figures.get("cycle_p99_le_s") or cycle or 0.0) <= TARGET_CYCLE_S
+    )
+
+
+def parse_args(argv: list[str] | None) -> tuple[Sizes, argparse.Namespace]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="100 agents, 5,000 jobs, 30 s")
+    parser.add_argument("--agents", type=int, help="simulated agents [1000; quick 100]")
+    parser.add_argument("--jobs", type=int, help="jobs in the system [100000; quick 5000]")
+    parser.add_argument("--pending", type=int, help="of them submitted pending [3000; quick 300]")
+    parser.add_argument("--duration", type=float, help="measured seconds [120; quick 30]")
+    parser.add_argument("--interval-s", type=float, default=5.0, help="sync period [5]")
+    parser.add_argument("--gpus-per-agent", type=int, default=2, help="GPUs per node [2]")
+    parser.add_argument("--job-s", type=float, default=60.0, help="a pending job's run [60]")
+    parser.add_argument("--database-url", help="a PostgreSQL server to create a database on")
+    parser.add_argument("--json", type=Path, help="also write the report to this file")
+    args = parser.parse_args(argv)
+    quick = args.quick
+    sizes = Sizes(
+        agents=args.agents or (100 if quick else 1000),
+        jobs=args.jobs or (5000 if quick else 100_000),
+        pending=args.pending if args.pending is not None else (300 if quick else 3000),
+        gpus_per_agent=args.gpus_per_agent,
+        interval_s=args.interval_s,
+        duration_s=args.duration or (30.0 if quick else 120.0),
+        job_s=args.job_s,
+    )
+    if sizes.pending > sizes.jobs or min(sizes.agents, sizes.gpus_per_agent) < 1:
+        parser.error("need --pending <= --jobs and at least one agent with one GPU")
+    return sizes, args
+
+
+def main(argv: list[str] | None = None) -> int:
+    sizes, args = parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="corral-load-") as scratch:
+        try:
+            figures = run(sizes, Path(scratch), args.database_url)
+        except (RuntimeError, OSError, CorralError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+    report = {"sizes": asdict(sizes), "cpus": os.cpu_count(), "figures": figures}
+    report["targets_met"] = targets_met(figures)
+    print_table(report)
+    print(json.dumps(report, indent=2))
+    if args.json is not None:
+        args.json.write_text(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
