@@ -15,23 +15,13 @@ from __future__ import annotations
 import ssl
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from scheduler.domain.auth import (
-    AuditList,
-    TokenCreated,
-    TokenList,
-    TokenSpec,
-    TokenView,
-    UserList,
-    UserPatch,
-    UserSpec,
-    UserView,
-)
+from scheduler.client_errors import CorralError
 from scheduler.domain.spec import JobSpec, QueuePatch, QueueSpec
 from scheduler.domain.status import TERMINAL
 from scheduler.domain.views import (
@@ -50,27 +40,21 @@ from scheduler.domain.views import (
     UsageReport,
 )
 
+if TYPE_CHECKING:
+    from scheduler.domain.auth import (
+        AuditList,
+        TokenCreated,
+        TokenList,
+        TokenSpec,
+        TokenView,
+        UserList,
+        UserPatch,
+        UserSpec,
+        UserView,
+    )
+
 API = "/api/v1"
 V = TypeVar("V", bound=BaseModel)
-
-
-class CorralError(Exception):
-    """A request that failed: refused by the server (``status``/``code`` set) or unsent."""
-
-    def __init__(
-        self,
-        message: str,
-        status: int | None = None,
-        code: str | None = None,
-        field: str | None = None,
-    ) -> None:
-        if field and not message.startswith(f"{field}:"):
-            message = f"{field}: {message}"
-        super().__init__(message)
-        self.message = message
-        self.status = status
-        self.code = code
-        self.field = field
 
 
 def is_terminal(status: str) -> bool:
@@ -338,36 +322,55 @@ class CorralClient:
         return self._call("GET", "/usage", UsageReport, params={"by": by, "since": since})
 
     # -- users, tokens, audit (admins) ----------------------------------------------
+    # (their views are imported when called: every other command starts without them)
 
     def list_users(self) -> UserList:
+        from scheduler.domain.auth import UserList
+
         return self._call("GET", "/users", UserList)
 
     def get_user(self, name: str) -> UserView:
+        from scheduler.domain.auth import UserView
+
         return self._call("GET", f"/users/{_seg(name)}", UserView)
 
     def create_user(self, spec: UserSpec) -> UserView:
+        from scheduler.domain.auth import UserView
+
         return self._call("POST", "/users", UserView, json=spec.model_dump(mode="json"))
 
     def update_user(self, name: str, patch: UserPatch) -> UserView:
+        from scheduler.domain.auth import UserView
+
         body = patch.model_dump(mode="json", exclude_unset=True)
         return self._call("PATCH", f"/users/{_seg(name)}", UserView, json=body)
 
     def delete_user(self, name: str) -> UserView:
+        from scheduler.domain.auth import UserView
+
         return self._call("DELETE", f"/users/{_seg(name)}", UserView)
 
     def list_tokens(self, user: str | None = None) -> TokenList:
+        from scheduler.domain.auth import TokenList
+
         params = {"user": user} if user else None
         return self._call("GET", "/tokens", TokenList, params=params)
 
     def create_token(self, spec: TokenSpec) -> TokenCreated:
         """A new token; its secret is in this reply only."""
+        from scheduler.domain.auth import TokenCreated
+
         body = spec.model_dump(mode="json", exclude_none=True)
         return self._call("POST", "/tokens", TokenCreated, json=body)
 
     def revoke_token(self, token_id: int) -> TokenView:
+        from scheduler.domain.auth import TokenView
+
         return self._call("POST", f"/tokens/{token_id}/revoke", TokenView)
 
     def audit(self, since: str | None = None, user: str | None = None) -> AuditList:
+        from scheduler.domain.auth import AuditList
+
         params = {key: value for key, value in (("since", since), ("user", user)) if value}
         return self._call("GET", "/audit", AuditList, params=params or None)
 

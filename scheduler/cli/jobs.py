@@ -17,7 +17,7 @@ import click
 from scheduler.cli.config import CliContext, CliError, cli_context
 from scheduler.cli.spec_input import SpecFlags, build_spec
 from scheduler.cli.templates import WORKLOADS
-from scheduler.client import CorralError
+from scheduler.client_errors import CorralError
 from scheduler.domain.spec import JobSpec
 from scheduler.domain.status import JobStatus
 from scheduler.domain.views import JobList, JobView

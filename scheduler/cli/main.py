@@ -15,7 +15,7 @@ import click
 
 from scheduler import __version__
 from scheduler.cli.config import CliContext, CliError
-from scheduler.client import CorralError
+from scheduler.client_errors import CorralError
 
 # name -> ("module:attribute", one-line help), in the order ``corral --help`` lists them
 LAZY_COMMANDS: dict[str, tuple[str, str]] = {
