@@ -31,7 +31,7 @@ router = APIRouter(
 def history_jobs(
     rt: RuntimeDep,
     _: Staff,
-    after_id: Annotated[int, Query(ge=0, le=2**62)] = 0,
+    after_id: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,  # a job id (INTEGER)
     limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
     since: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
     queue: Annotated[str | None, Query(min_length=1, max_length=128, pattern=r"^[^\x00]*$")] = None,
