@@ -172,8 +172,14 @@ def _fresh_postgres_database(server_url: str) -> tuple[str, Callable[[], None]]:
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """The URL of a fresh, empty database on each backend."""
+    yield from fresh_database_url(request, tmp_path / "corral.db")
+
+
+def fresh_database_url(request: pytest.FixtureRequest, sqlite_file: Path) -> Iterator[str]:
+    """A fresh database on ``request.param``'s backend (``sqlite``: at ``sqlite_file``;
+    ``postgres``: a new database on the session's server, dropped afterwards)."""
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'corral.db'}"
+        yield f"sqlite:///{sqlite_file}"
         return
     server: PostgresServer = request.getfixturevalue("postgres_server")
     if server.url is None:

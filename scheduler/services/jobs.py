@@ -7,16 +7,15 @@ from functools import partial
 
 from scheduler.domain.errors import Conflict, Invalid, NotFound
 from scheduler.domain.spec import JobSpec
-from scheduler.domain.status import LIVE_ATTEMPT, TERMINAL, JobStatus, TerminationReason
+from scheduler.domain.status import LIVE_ATTEMPT, TERMINAL, JobStatus
 from scheduler.domain.views import JobList, JobView, LogChunk
 from scheduler.policy import can_ever_fit
 from scheduler.runtime import Runtime
 from scheduler.store import jobs as store_jobs
-from scheduler.store.attempts import Effects, request_stop
+from scheduler.store.attempts import cancel_job
 from scheduler.store.logs import read_log
 from scheduler.store.models import utcnow
 from scheduler.store.snapshot import node_views, request_of
-from scheduler.store.transitions import transition_job
 from scheduler.store.views import job_detail, job_views, part_for_log
 
 MAX_LOG_READ_BYTES = 4 * 1024 * 1024
@@ -103,7 +102,6 @@ def get_job(rt: Runtime, job_id: int) -> JobView:
 def cancel(rt: Runtime, job_id: int) -> JobView:
     """Cancel is final: a pending job ends now; a live one is stopped first."""
     now = utcnow()
-    effects = Effects()
     with rt.db.write() as session:
         job = store_jobs.get_job(session, job_id, for_update=True)
         if job.status in TERMINAL:
@@ -112,30 +110,7 @@ def cancel(rt: Runtime, job_id: int) -> JobView:
                 field="job_id",
                 code="job_finished",
             )
-        if job.status is JobStatus.PENDING:
-            transition_job(
-                session,
-                job.id,
-                JobStatus.PENDING,
-                JobStatus.CANCELLED,
-                now=now,
-                message="cancelled while pending",
-                ended_at=now,
-                termination_reason=TerminationReason.CANCELLED,
-                wait_reason=None,
-                wait_message=None,
-            )
-        else:
-            attempt = store_jobs.latest_attempt(session, job.id)
-            if attempt is not None and attempt.status in LIVE_ATTEMPT:
-                effects = request_stop(
-                    session,
-                    attempt,
-                    TerminationReason.CANCELLED,
-                    now,
-                    "cancel requested",
-                    override=True,
-                )
+        effects = cancel_job(session, job, now, "cancel requested")
         session.flush()
         session.refresh(job)
         view = job_detail(session, job)

@@ -25,8 +25,14 @@ from sqlalchemy import Table, func, insert, literal, select, update
 from sqlalchemy.orm import Session
 
 from scheduler.domain.retry import RetrySettings
-from scheduler.domain.status import AttemptStatus, JobStatus, PartState, TerminationReason
-from scheduler.store.jobs import get_job
+from scheduler.domain.status import (
+    LIVE_ATTEMPT,
+    AttemptStatus,
+    JobStatus,
+    PartState,
+    TerminationReason,
+)
+from scheduler.store.jobs import get_job, latest_attempt
 from scheduler.store.models import (
     AllocationRow,
     AttemptPartRow,
@@ -151,6 +157,29 @@ def mark_running(session: Session, attempt: AttemptRow, now: datetime) -> None:
         message=f"attempt {attempt.number} running",
         started_at=func.coalesce(JobRow.started_at, literal(now, UTCDateTime())),
     )
+
+
+def cancel_job(session: Session, job: JobRow, now: datetime, why: str) -> Effects:
+    """Cancel ``job`` (not ended): pending, it ends now; live, its attempt is asked to stop
+    (the agent's report ends it). ``why`` goes into the event or the stop message."""
+    if job.status is JobStatus.PENDING:
+        transition_job(
+            session,
+            job.id,
+            JobStatus.PENDING,
+            JobStatus.CANCELLED,
+            now=now,
+            message=f"cancelled while pending ({why})",
+            ended_at=now,
+            termination_reason=TerminationReason.CANCELLED,
+            wait_reason=None,
+            wait_message=None,
+        )
+        return Effects()
+    attempt = latest_attempt(session, job.id)
+    if attempt is None or attempt.status not in LIVE_ATTEMPT:
+        return Effects()
+    return request_stop(session, attempt, TerminationReason.CANCELLED, now, why, override=True)
 
 
 def request_stop(

@@ -25,12 +25,11 @@ from sqlalchemy.orm import Session
 
 from scheduler.domain.errors import Conflict, Invalid, NotFound
 from scheduler.domain.spec import JobSpec
-from scheduler.domain.status import LIVE_ATTEMPT, TERMINAL, JobStatus, TerminationReason
-from scheduler.store.attempts import Effects, request_stop
-from scheduler.store.jobs import DuplicateKey, latest_attempt, spec_digest
+from scheduler.domain.status import TERMINAL, JobStatus
+from scheduler.store.attempts import Effects, cancel_job
+from scheduler.store.jobs import DuplicateKey, spec_digest
 from scheduler.store.models import JobEventRow, JobRow, QueueRow
 from scheduler.store.queues import assert_takes_jobs
-from scheduler.store.transitions import transition_job
 
 MAX_BATCH_KEY_CHARS = 100  # the item suffix (``#9999``) must fit the 128-char column
 
@@ -174,29 +173,5 @@ def cancel_array(session: Session, array_id: int, now: datetime) -> tuple[list[i
     effects = Effects()
     reached = [job for job in jobs if job.status not in TERMINAL]
     for job in reached:
-        effects.merge(_cancel_one(session, job, now))
+        effects.merge(cancel_job(session, job, now, "its array was cancelled"))
     return [job.id for job in reached], effects
-
-
-def _cancel_one(session: Session, job: JobRow, now: datetime) -> Effects:
-    """A pending job ends now; a live one is asked to stop (the agent ends it)."""
-    if job.status is JobStatus.PENDING:
-        transition_job(
-            session,
-            job.id,
-            JobStatus.PENDING,
-            JobStatus.CANCELLED,
-            now=now,
-            message="cancelled while pending (its array was cancelled)",
-            ended_at=now,
-            termination_reason=TerminationReason.CANCELLED,
-            wait_reason=None,
-            wait_message=None,
-        )
-        return Effects()
-    attempt = latest_attempt(session, job.id)
-    if attempt is None or attempt.status not in LIVE_ATTEMPT:
-        return Effects()
-    return request_stop(
-        session, attempt, TerminationReason.CANCELLED, now, "its array was cancelled", override=True
-    )

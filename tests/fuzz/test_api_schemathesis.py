@@ -41,7 +41,7 @@ from scheduler.runtime import Runtime
 from scheduler.services.bootstrap import prepare
 from scheduler.settings import ServerSettings
 from scheduler.store.db import Database
-from tests.conftest import PostgresServer, _fresh_postgres_database, _in_ci
+from tests.conftest import fresh_database_url
 from tests.factories import node_facts
 from tests.fuzz import examples
 from tests.integration.api.harness import JOBS, Api
@@ -113,19 +113,7 @@ def backend_url(
 ) -> Iterator[str]:
     """A fresh database for the module's server: SQLite, then PostgreSQL (NUL bytes,
     32-bit columns and other limits differ between the two)."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('fuzz-db') / 'corral.db'}"
-        return
-    server: PostgresServer = request.getfixturevalue("postgres_server")
-    if server.url is None:
-        if _in_ci():
-            pytest.fail(f"CI=true but PostgreSQL is unavailable: {server.why_not}", pytrace=False)
-        pytest.skip(f"PostgreSQL unavailable: {server.why_not}")
-    url, drop = _fresh_postgres_database(server.url)
-    try:
-        yield url
-    finally:
-        drop()
+    yield from fresh_database_url(request, tmp_path_factory.mktemp("fuzz-db") / "corral.db")
 
 
 @pytest.fixture(scope="module")
