@@ -2,8 +2,8 @@
 
 Every method returns a view of ``scheduler.domain.views`` and every failure, whether
 the server refused the request or could not be reached, is one ``CorralError`` with a
-readable message. Imports stay light (httpx, pydantic, the domain) so that a CLI
-process that only submits a job starts fast.
+readable message (worded by ``scheduler.client_errors``, which the light client of
+``corral submit`` shares).
 
     with CorralClient("http://127.0.0.1:8000", token) as client:
         job = client.submit(JobSpec(command=["python", "train.py"]))
@@ -21,12 +21,18 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from scheduler.client_errors import CorralError
+from scheduler.client_errors import (
+    CorralError,
+    error_from_reply,
+    timed_out,
+    tls_context,
+    unexpected_reply,
+    unreachable,
+)
 from scheduler.domain.spec import JobSpec, QueuePatch, QueueSpec
 from scheduler.domain.status import TERMINAL
 from scheduler.domain.views import (
     BatchResult,
-    ErrorResponse,
     Health,
     HistoryJob,
     HistoryPage,
@@ -398,51 +404,23 @@ class CorralClient:
             )
         except httpx.TimeoutException as exc:
             if isinstance(exc, httpx.ConnectTimeout):
-                raise self._unreachable() from exc
-            raise CorralError(
-                f"the corral server at {self.server} did not answer within {self._timeout_s:g}s"
-            ) from exc
+                raise unreachable(self.server) from exc
+            raise timed_out(self.server, self._timeout_s) from exc
         except httpx.TransportError as exc:
-            raise self._unreachable(exc) from exc
+            raise unreachable(self.server, exc) from exc
         if response.status_code >= 400:
             raise error_from_response(response)
         try:
             return view.model_validate(response.json())
         except (ValueError, ValidationError) as exc:
-            raise CorralError(
-                f"unexpected reply from {self.server} to {method} {prefix}{path} "
-                f"(is it a corral server of this version?)",
-                status=response.status_code,
+            raise unexpected_reply(
+                self.server, method, prefix + path, response.status_code
             ) from exc
-
-    def _unreachable(self, exc: Exception | None = None) -> CorralError:
-        bad_cert = _certificate_error(exc)
-        if bad_cert is not None:
-            return CorralError(
-                f"the certificate of {self.server} could not be verified ({bad_cert}); "
-                "pass the CA that signed it with --ca FILE or CORRAL_CA"
-            )
-        return CorralError(f"cannot reach the corral server at {self.server} (is it running?)")
-
-
-def _certificate_error(exc: BaseException | None) -> str | None:
-    """The reason a TLS certificate check failed, when that is why ``exc`` happened."""
-    seen = 0
-    while exc is not None and seen < 10:  # httpx wraps the ssl error it got
-        if isinstance(exc, ssl.SSLCertVerificationError):
-            return str(exc.verify_message or exc.reason or "verify failed")
-        exc, seen = exc.__cause__ or exc.__context__, seen + 1
-    return None
 
 
 def verifier(ca: str | None) -> ssl.SSLContext | bool:
     """How to check an https server: against ``ca`` (a PEM file) or the system's CAs."""
-    if ca is None:
-        return True
-    try:
-        return ssl.create_default_context(cafile=ca)
-    except (OSError, ssl.SSLError) as exc:
-        raise CorralError(f"cannot read the CA file {ca}: {exc}") from exc
+    return True if ca is None else tls_context(ca)
 
 
 def _seg(name: str) -> str:
@@ -452,15 +430,4 @@ def _seg(name: str) -> str:
 
 def error_from_response(response: httpx.Response) -> CorralError:
     """The server's ``{"error": {...}}`` body as a ``CorralError``; any other body too."""
-    status = response.status_code
-    try:
-        body = ErrorResponse.model_validate(response.json()).error
-    except (ValueError, ValidationError):
-        text = " ".join(response.text.split())[:200]
-        if status == 401:
-            text = "unauthorized: pass --token or set CORRAL_TOKEN"
-        return CorralError(f"HTTP {status}: {text or response.reason_phrase}", status=status)
-    message = body.message
-    if body.code == "unauthorized":
-        message = f"{message} (pass --token or set CORRAL_TOKEN)"
-    return CorralError(message, status=status, code=body.code, field=body.field)
+    return error_from_reply(response.status_code, response.content, response.reason_phrase)

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 
 from scheduler.api.deps import People, RuntimeDep
 from scheduler.domain.errors import Invalid
-from scheduler.domain.spec import parse_duration_s
+from scheduler.domain.units import parse_duration_s
 from scheduler.domain.views import ErrorResponse, UsageReport
 from scheduler.loops.rollup import retention_of
 from scheduler.store.accounting import usage_report

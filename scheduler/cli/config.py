@@ -106,13 +106,20 @@ class CliContext:
     def corral_data_dir(self) -> Path:
         return resolve_data_dir(self.data_dir, self.environ)
 
+    def ca_file(self) -> str | None:
+        """The CA bundle to verify an https server with: ``--ca``, then ``CORRAL_CA``."""
+        return self.ca or self.environ.get("CORRAL_CA") or None
+
     def client(self) -> CorralClient:
         from scheduler.client import CorralClient
 
         target = self.target()
-        ca = self.ca or self.environ.get("CORRAL_CA") or None
         return CorralClient(
-            target.server, target.token, transport=self.transport, sleep=self.sleep, ca=ca
+            target.server,
+            target.token,
+            transport=self.transport,
+            sleep=self.sleep,
+            ca=self.ca_file(),
         )
 
 

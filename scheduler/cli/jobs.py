@@ -1,8 +1,11 @@
 """The job commands: ``submit``, ``jobs``, ``show``, ``logs``, ``cancel``.
 
 Each command parses its input, calls one method of ``CorralClient`` and renders the
-view with ``scheduler.cli.render``. That module (rich, tables) loads on first use: a
-plain ``corral submit`` prints one line and never needs it.
+view with ``scheduler.cli.render``. That module (rich, tables) loads on first use.
+A plain ``corral submit`` is a short-lived process, so it imports no more than it
+uses: its spec is built from plain dicts, sent by ``scheduler.cli.lightclient``
+(standard library) and answered with one line; pydantic, httpx and rich load only
+for what needs them (``-f``, ``--json``, ``--wait``, an error to explain).
 """
 
 from __future__ import annotations
@@ -15,12 +18,15 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from scheduler.cli.config import CliContext, CliError, cli_context
-from scheduler.cli.spec_input import SpecFlags, build_spec
+from scheduler.cli.spec_input import SpecFlags, explain_refusal, request_body
 from scheduler.cli.templates import WORKLOADS
 from scheduler.client_errors import CorralError
-from scheduler.domain.spec import JobSpec
 from scheduler.domain.status import JobStatus
-from scheduler.domain.views import JobList, JobView
+from scheduler.domain.units import parse_array_indices
+
+if TYPE_CHECKING:
+    from scheduler.cli.lightclient import LightClient
+    from scheduler.domain.views import JobView
 
 JSON_HELP = "print JSON instead of a table"
 
@@ -144,48 +150,75 @@ def submit(
     Options come before the command; put the command after `--`. A single argument
     with spaces runs through /bin/sh -c, several arguments run as an argv list.
     """
-    spec = build_spec(spec_file, SpecFlags(**flags), command, workload)
-    context = cli_context()
+    body = request_body(spec_file, SpecFlags(**flags), command, workload)
+    if array is not None and wait:
+        raise CliError("--wait does not apply to --array; follow it with `corral jobs --array ID`")
+    if array is not None and "%" in array:
+        raise CliError(f"--array {array!r}: a concurrency cap (%N) is not supported")
     if array is not None:
-        submit_array(context, spec, array, idempotency_key, wait=wait, as_json=as_json)
+        _check_indices(array)
+    from scheduler.cli.lightclient import client_for  # http.client: only submit needs it
+
+    context = cli_context()
+    client = client_for(context)
+    if array is not None:
+        submit_array(client, body, array, idempotency_key, as_json=as_json)
         return
+    try:
+        job = client.submit(body, idempotency_key)
+    except CorralError as exc:
+        raise explain_refusal(body, exc) from None
+    if not as_json:
+        click.echo(f"submitted job {job.id} ({job.name}) to queue {job.queue}")
+    if wait:
+        wait_for_job(context, job.id, as_json=as_json)
+    elif as_json:
+        from scheduler.domain.views import JobView
+
+        render.echo_json(JobView.model_validate(job.reply))
+
+
+def wait_for_job(context: CliContext, job_id: int, *, as_json: bool) -> None:
+    """Report each start, then the outcome; exit with the job's exit code."""
     with context.client() as client:
-        job = client.submit(spec, idempotency_key)
-        if not as_json:
-            click.echo(f"submitted job {job.id} ({job.name}) to queue {job.queue}")
-        if wait:
-            job = client.wait(job.id, on_update=None if as_json else _StartReporter())
+        job = client.wait(job_id, on_update=None if as_json else _StartReporter())
     if as_json:
         render.echo_json(job)
-    elif wait:
+    else:
         render.print_line(render.job_outcome(job))
-    if wait:
-        raise SystemExit(exit_code_of(job))
+    raise SystemExit(exit_code_of(job))
+
+
+def _check_indices(indices: str) -> None:
+    """``--array`` checked before anything is sent, in the server's words."""
+    try:
+        parse_array_indices(indices)
+    except ValueError as exc:
+        raise CliError(f"indices: {exc}") from None
 
 
 def submit_array(
-    context: CliContext,
-    spec: JobSpec,
+    client: LightClient,
+    spec: dict[str, Any],
     indices: str,
     idempotency_key: str | None,
     *,
-    wait: bool,
     as_json: bool,
 ) -> None:
     """One request makes the whole array; its id is the id of its first job."""
-    if wait:
-        raise CliError("--wait does not apply to --array; follow it with `corral jobs --array ID`")
-    if "%" in indices:
-        raise CliError(f"--array {indices!r}: a concurrency cap (%N) is not supported")
-    with context.client() as client:
+    try:
         result = client.submit_array(spec, indices, idempotency_key)
+    except CorralError as exc:
+        raise explain_refusal(spec, exc) from None
     if as_json:
-        render.echo_json(result)
+        from scheduler.domain.views import BatchResult
+
+        render.echo_json(BatchResult.model_validate(result.reply))
         return
     ids = result.job_ids
-    render.print_line(
-        f"submitted array {result.array_id} ({len(ids)} jobs, {ids[0]}..{ids[-1]}) "
-        f"to queue {spec.queue}"
+    queue = spec.get("queue") or "default"  # the server's default queue when none was given
+    click.echo(
+        f"submitted array {result.array_id} ({len(ids)} jobs, {ids[0]}..{ids[-1]}) to queue {queue}"
     )
 
 
@@ -262,6 +295,8 @@ def list_jobs(
             raise CliError("--export takes only --queue and --since; --since needs --export")
         export_history(export, queue, since)
         return
+    from scheduler.domain.views import JobList
+
     wanted = parse_statuses(statuses)
     with cli_context().client() as client:
         if all_pages:

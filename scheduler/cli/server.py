@@ -11,7 +11,7 @@ import click
 
 from scheduler.api.ratelimit import parse_rate
 from scheduler.cli.config import CliError, CliInputError, cli_context
-from scheduler.domain.spec import parse_duration_s
+from scheduler.domain.units import parse_duration_s
 from scheduler.settings import PolicyParams, RetrySettings, ServerSettings
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -1,4 +1,4 @@
-"""Build a ``JobSpec`` from ``-f job.yaml`` and the submit flags (flags win).
+"""Build a job spec from ``-f job.yaml`` and the submit flags (flags win).
 
 The file uses the field names of ``JobSpec`` (``resources: {gpus: 2}``,
 ``time_limit_s: 2h``); a flag overrides the same field of the file, ``--env`` entries
@@ -6,6 +6,11 @@ are merged over the file's ``env`` (``--secret-env-file``, then ``--secret-env``
 ``secret_env``), and a command after ``--`` replaces the file's. A secret value is never
 echoed back in a message.
 Every mistake becomes one ``CliError`` line naming the file, the line or the field.
+
+``spec_fields`` merges them without pydantic: a plain ``corral submit`` sends these
+fields and the server validates them (``explain_refusal`` words a refusal as a local
+check would). ``build_spec`` validates them into a ``JobSpec`` here: a ``-f`` file always
+is (YAML holds values JSON cannot carry, such as dates), loading pydantic for it only.
 """
 
 from __future__ import annotations
@@ -15,14 +20,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
-
 from scheduler.cli.config import CliError
 from scheduler.cli.templates import workload_fields
-from scheduler.domain.spec import JobSpec, parse_duration_s
+from scheduler.client_errors import CorralError
+from scheduler.domain.units import MAX_NOTICE_S, canonical_signal, parse_duration_s, parse_notice
 
 if TYPE_CHECKING:
     import yaml
+    from pydantic import ValidationError
+
+    from scheduler.domain.spec import JobSpec
 
 NO_COMMAND = (
     "no command: give it after `--` (corral submit -g 1 -- python train.py) "
@@ -57,11 +64,11 @@ class SpecFlags:
     workdir: str | None = None
 
 
-def build_spec(
+def spec_fields(
     file: Path | None, flags: SpecFlags, command: Sequence[str], workload: str | None = None
-) -> JobSpec:
-    """The validated spec: a workload template, then the file's fields, then the flags,
-    then the command (with a workload, the command words are the workload's arguments)."""
+) -> dict[str, Any]:
+    """The spec's fields, unvalidated: a workload template, then the file's fields, then
+    the flags, then the command (with a workload, the command words are its arguments)."""
     fields = load_spec_file(file) if file is not None else {}
     if workload is not None:
         try:
@@ -76,10 +83,53 @@ def build_spec(
         fields["command"] = command_from_args(command)
     if not fields.get("command"):
         raise CliError(NO_COMMAND)
+    return fields
+
+
+def build_spec(
+    file: Path | None, flags: SpecFlags, command: Sequence[str], workload: str | None = None
+) -> JobSpec:
+    """The validated spec of ``spec_fields``."""
+    return validate_spec(spec_fields(file, flags, command, workload))
+
+
+def validate_spec(fields: dict[str, Any]) -> JobSpec:
+    """``JobSpec`` of ``fields``, every problem on one ``invalid job spec: ...`` line."""
+    from pydantic import ValidationError
+
+    from scheduler.domain.spec import JobSpec
+
     try:
         return JobSpec.model_validate(fields)
     except ValidationError as exc:
         raise CliError(f"invalid job spec: {format_validation_error(exc)}") from None
+
+
+def request_body(
+    file: Path | None, flags: SpecFlags, command: Sequence[str], workload: str | None = None
+) -> dict[str, Any]:
+    """What ``corral submit`` sends: the fields as merged, or, from a file, the
+    validated spec as ``scheduler.client`` dumps it (only the fields that were given)."""
+    fields = spec_fields(file, flags, command, workload)
+    if file is None:
+        return fields
+    return validate_spec(fields).model_dump(mode="json", exclude_unset=True)
+
+
+def explain_refusal(fields: dict[str, Any], refusal: CorralError) -> Exception:
+    """The error to show for a submit the server refused.
+
+    A spec the server found invalid is validated here too: that names every problem
+    (the server names the first) in the words of ``build_spec``. A refusal for any
+    other reason (an unknown queue, bad array indices) is shown as the server gave it.
+    """
+    if refusal.code != "invalid_request":
+        return refusal
+    try:
+        validate_spec(fields)
+    except CliError as exc:
+        return exc
+    return refusal
 
 
 def command_from_args(args: Sequence[str]) -> list[str] | str:
@@ -155,7 +205,7 @@ def merge_flags(fields: dict[str, Any], flags: SpecFlags) -> dict[str, Any]:
         "max_retries": flags.max_retries,
         "retry_on_exit_codes": list(flags.retry_on_exit_codes) or None,
         "retry_on_timeout": flags.retry_on_timeout,
-        "signal": flags.signal,
+        "signal": _signal(flags.signal),
         "preemptible": flags.preemptible,
         "ray": flags.ray,
         "grace_period_s": _grace_period(flags.grace_period),
@@ -273,3 +323,20 @@ def _grace_period(value: str | None) -> int | None:
     except ValueError as exc:
         raise CliError(f"invalid job spec: grace_period_s: {exc}") from None
     return int(seconds)
+
+
+def _signal(value: str | None) -> str | None:
+    """``--signal`` checked here and sent as typed (``USR1@60``): the server parses it."""
+    if value is None:
+        return None
+    try:
+        notice = parse_notice(value)
+    except ValueError as exc:
+        raise CliError(f"invalid job spec: signal: {exc}") from None
+    try:
+        canonical_signal(notice["name"])
+    except ValueError as exc:
+        raise CliError(f"invalid job spec: signal.name: {exc}") from None
+    if not 1 <= notice["notice_s"] <= MAX_NOTICE_S:
+        raise CliError(f"invalid job spec: signal.notice_s: must be 1..{MAX_NOTICE_S} seconds")
+    return value

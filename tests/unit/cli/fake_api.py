@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from pydantic import ValidationError
+
+from scheduler.domain.spec import JobSpec, parse_array_indices
 
 TOKEN = "test-token"
 NOW = "2026-11-28T16:00:00Z"
@@ -23,6 +26,20 @@ Handler = Callable[[httpx.Request, re.Match[str]], httpx.Response]
 def error(status: int, code: str, message: str, field_: str | None = None) -> httpx.Response:
     body = {"error": {"code": code, "message": message, "field": field_}}
     return httpx.Response(status, json=body)
+
+
+def invalid_spec(spec: Any, prefix: str = "") -> httpx.Response | None:
+    """The server's 422 for a spec it refuses: the first problem, naming its field."""
+    try:
+        JobSpec.model_validate(spec)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        field_ = prefix + ".".join(str(part) for part in errors[0]["loc"])
+        message = f"{field_}: {str(errors[0]['msg']).removeprefix('Value error, ')}"
+        if len(errors) > 1:
+            message += f" (and {len(errors) - 1} more)"
+        return error(422, "invalid_request", message, field_)
+    return None
 
 
 def job_dict(job_id: int, status: str = "pending", **extra: Any) -> dict[str, Any]:
@@ -142,6 +159,7 @@ class FakeCorral:
         api = "/api/v1"
         return [
             ("POST", f"{api}/jobs", self.submit),
+            ("POST", f"{api}/jobs/array", self.submit_array),
             ("GET", f"{api}/jobs", self.list_jobs),
             ("GET", rf"{api}/jobs/(\d+)", self.get_job),
             ("POST", rf"{api}/jobs/(\d+)/cancel", self.cancel),
@@ -162,6 +180,9 @@ class FakeCorral:
 
     def submit(self, request: httpx.Request, _: re.Match[str]) -> httpx.Response:
         spec = json.loads(request.content)
+        refused = invalid_spec(spec)
+        if refused is not None:
+            return refused
         if spec.get("queue", "default") not in self.queues:
             return error(422, "unknown_queue", f"no queue {spec['queue']!r}", "queue")
         key = request.headers.get("Idempotency-Key")
@@ -172,6 +193,21 @@ class FakeCorral:
         if key:
             self.seen_keys[key] = job["id"]
         return self.ok(job, 201)
+
+    def submit_array(self, request: httpx.Request, _: re.Match[str]) -> httpx.Response:
+        body = json.loads(request.content)
+        refused = invalid_spec(body["spec"], "spec.")
+        if refused is not None:
+            return refused
+        try:
+            indices = parse_array_indices(body["indices"])
+        except ValueError as exc:
+            return error(422, "invalid_request", str(exc), "indices")
+        spec = body["spec"]
+        name = spec.get("name") or "job"
+        jobs = [self.add_job(name=name, array_index=index, spec=spec) for index in indices]
+        ids = [job["id"] for job in jobs]
+        return self.ok({"job_ids": ids, "array_id": ids[0], "created": True}, 201)
 
     def list_jobs(self, request: httpx.Request, _: re.Match[str]) -> httpx.Response:
         params = request.url.params

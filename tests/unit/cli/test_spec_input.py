@@ -8,6 +8,7 @@ import pytest
 
 from scheduler.cli.config import CliError
 from scheduler.cli.spec_input import SpecFlags, build_spec, command_from_args, parse_env
+from scheduler.domain.spec import JobSpec
 
 from .conftest import Cli
 
@@ -152,7 +153,7 @@ def test_negative_gpus_is_one_line_and_exit_1(corral: Cli) -> None:
     assert result.stderr == (
         "error: invalid job spec: resources.gpus: Input should be greater than or equal to 0\n"
     )
-    assert corral.fake.requests == []  # nothing was sent
+    assert corral.fake.jobs == {}  # the server refused it: nothing was stored
 
 
 def test_several_problems_share_the_line(corral: Cli) -> None:
@@ -203,9 +204,12 @@ def test_retry_and_notice_flags_reach_the_server(corral: Cli) -> None:
     )
     assert result.exit_code == 0, result.output
     body = corral.fake.bodies("POST", "/api/v1/jobs")[0]
-    assert body["retry_on_exit_codes"] == [-9, 75]
-    assert body["retry_on_timeout"] is True
-    assert body["signal"] == {"name": "USR1", "notice_s": 60}
+    assert body["signal"] == "USR1@60"  # sent as typed: the server parses and checks it
+    spec = JobSpec.model_validate(body)  # what the server stores
+    assert spec.retry_on_exit_codes == [-9, 75]
+    assert spec.retry_on_timeout is True
+    assert spec.time_limit_s == 7200
+    assert spec.signal is not None and (spec.signal.name, spec.signal.notice_s) == ("USR1", 60)
 
 
 def test_flags_override_the_files_retry_and_notice_fields(tmp_path: Path) -> None:
@@ -232,4 +236,5 @@ def test_a_bad_signal_is_one_line(corral: Cli) -> None:
     result = corral("submit", "--signal", "KILL@60", "--", "x")
     assert result.exit_code == 1
     assert result.stderr.startswith("error: invalid job spec: signal.name: SIGKILL cannot be")
-    assert corral.fake.requests == []
+    assert result.stderr.count("\n") == 1
+    assert corral.fake.jobs == {}
