@@ -36,10 +36,12 @@ from scheduler.policy.explain import make_wait
 from scheduler.policy.fairshare import guarantee, type_quota
 
 # What ``quota`` found for one kind of job (a reason and the message around the job
-# id, or None: admitted), per queue, valid while the queue and its org hold as much as
-# then: a queue's headroom changes only when it (or its org) is charged.
+# id, or None: admitted), by (queue, GPUs, type, preemptible), with the queue's and its
+# org's states and holdings then: valid while they hold as much (a queue's headroom
+# changes only when it, or its org, is charged).
 _Verdict = tuple[WaitReason, str, str] | None
-_Memo = dict[str, tuple[int, int, dict[tuple[int, str | None, bool], _Verdict]]]
+_Entry = tuple[QueueState, "QueueState | None", int, int, _Verdict]
+_Memo = dict[tuple[str, int, str | None, bool], _Entry]
 
 
 def quota(ctx: Context, job: PendingJob) -> Wait | None:
@@ -47,7 +49,8 @@ def quota(ctx: Context, job: PendingJob) -> Wait | None:
 
     Memoised per queue and kind of job (GPUs, type, preemptible) in ``ctx.extra``,
     while the queue's and its org's holdings stay what they were: 50,000 jobs of a
-    dozen kinds in twenty queues are judged a few hundred times.
+    dozen kinds in twenty queues are judged a few hundred times. A memo hit is one
+    lookup and two comparisons.
     """
     request = job.request
     gpus = request.gpus * request.nodes
@@ -56,23 +59,31 @@ def quota(ctx: Context, job: PendingJob) -> Wait | None:
     memo = cast("_Memo | None", ctx.extra.get("quota_memo"))
     if memo is None:
         memo = ctx.extra["quota_memo"] = {}
-    leaf = ctx.queues.get(job.queue) or ctx.queue(job.queue)
-    parent = leaf.view.parent
-    org_held = ctx.queues[parent].held if parent is not None and parent in ctx.queues else 0
-    entry = memo.get(job.queue)
-    if entry is None or entry[0] != leaf.held or entry[1] != org_held:
-        entry = memo[job.queue] = (leaf.held, org_held, {})
-    kind = (gpus, request.gpu_type, job.preemptible)
-    verdicts = entry[2]
-    if kind in verdicts:
-        verdict = verdicts[kind]
-    else:
-        verdict = verdicts[kind] = _verdict(ctx, job, gpus)
+    key = (job.queue, gpus, request.gpu_type, job.preemptible)
+    entry = memo.get(key)
+    if (
+        entry is None
+        or entry[0].held != entry[2]
+        or (entry[1] is not None and entry[1].held != entry[3])
+    ):
+        entry = _judge(ctx, job, gpus)
+        if entry[1] is not None or entry[0].view.parent is None:
+            # (an org the snapshot does not list may appear with a charge: judged anew)
+            memo[key] = entry
+    verdict = entry[4]
     if verdict is None:
         return None
     reason, before, after = verdict
     message = f"{before}{job.job_id}{after}" if after else before
     return make_wait(job.job_id, reason, message, None, None)
+
+
+def _judge(ctx: Context, job: PendingJob, gpus: int) -> _Entry:
+    """A memo entry for ``job``'s kind: the states it depends on, their holdings, the verdict."""
+    leaf = ctx.queues.get(job.queue) or ctx.queue(job.queue)
+    parent = leaf.view.parent
+    org = None if parent is None else ctx.queues.get(parent)
+    return leaf, org, leaf.held, 0 if org is None else org.held, _verdict(ctx, job, gpus)
 
 
 def _verdict(ctx: Context, job: PendingJob, gpus: int) -> _Verdict:

@@ -31,6 +31,7 @@ when missing):
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -122,10 +123,14 @@ def make_context(snapshot: Snapshot, params: PolicyParams | None = None) -> Cont
     ctx = Context(snapshot, params or PolicyParams(), queues, capacity=_capacity(snapshot))
     # by (node, index): plain tuples hash in C, ``GpuRef``s in Python
     gpu_types = {(n.name, g.index): g.gpu_type for n in snapshot.nodes for g in n.gpus}
-    for running in snapshot.running:
-        if not running.stopping:
-            for ref in running.gpus:
-                _add_held(ctx, running.queue, 1, gpu_types.get((ref.node, ref.index)))
+    held = Counter(  # GPUs by (queue, type), counted in C: one charge per pair
+        (running.queue, gpu_types.get((ref.node, ref.index)))
+        for running in snapshot.running
+        if not running.stopping
+        for ref in running.gpus
+    )
+    for (queue, gpu_type), gpus in held.items():
+        _add_held(ctx, queue, gpus, gpu_type)
     pending: dict[str, int] = {}  # summed locally: 50,000 jobs, a few dozen queues
     for job in snapshot.pending:
         request = job.request  # ``total_gpus``, without the property call

@@ -47,21 +47,36 @@ class Ledger:
             for name, state in ctx.queues.items()
             for gpu_type, held in state.held_by_type.items()
         }
-        self.gpu_types = {  # by (node, index): tuples hash in C, ``GpuRef``s in Python
-            (n.name, g.index): g.gpu_type.casefold() for n in ctx.snapshot.nodes for g in n.gpus
-        }
+        # by (node, index), filled when first needed (shared by copies): tuples hash in C,
+        # ``GpuRef``s in Python
+        self.gpu_types: dict[tuple[str, int], str] = {}
         self.types_of: dict[int, Counter[str]] = {}  # by attempt id; shared by copies
+        # what a victim walk asks again and again, fixed for the cycle; shared by copies
+        self.orgs: dict[str, str | None] = {}
+        self.guarantees: dict[str, int] = {}
 
     def copy(self) -> Ledger:
         clone = object.__new__(Ledger)
         clone.ctx, clone.gpu_types, clone.types_of = self.ctx, self.gpu_types, self.types_of
+        clone.orgs, clone.guarantees = self.orgs, self.guarantees
         clone.held, clone.by_type = dict(self.held), dict(self.by_type)
         return clone
 
     def org(self, queue: str) -> str | None:
         """The queue's org, if the snapshot lists it."""
+        if queue in self.orgs:
+            return self.orgs[queue]
         parent = self.ctx.queue(queue).view.parent
-        return parent if parent is not None and parent in self.ctx.queues else None
+        org = parent if parent is not None and parent in self.ctx.queues else None
+        self.orgs[queue] = org
+        return org
+
+    def guarantee(self, queue: str) -> int:
+        """The queue's total guarantee (``fairshare.guarantee``)."""
+        found = self.guarantees.get(queue)
+        if found is None:
+            found = self.guarantees[queue] = guarantee(self.ctx.queue(queue).view)
+        return found
 
     def over_share(self, queue: str) -> float:
         return self.held.get(queue, 0.0) - self.ctx.queue(queue).fair_share
@@ -98,14 +113,16 @@ class Ledger:
         The org is not checked when ``taker`` (the queue getting the GPUs) is in it.
         """
         queue, gpus = running.queue, len(running.gpus)
-        view = self.ctx.queue(queue).view
-        if self.held.get(queue, 0.0) - gpus < guarantee(view):
+        if self.held.get(queue, 0.0) - gpus < self.guarantee(queue):
             return False
         org = self.org(queue)
-        if org is not None and org != self.org(taker):
-            org_view = self.ctx.queues[org].view
-            if self.held.get(org, 0.0) - gpus < guarantee(org_view):
-                return False
+        if (
+            org is not None
+            and org != self.org(taker)
+            and self.held.get(org, 0.0) - gpus < self.guarantee(org)
+        ):
+            return False
+        view = self.ctx.queue(queue).view
         if not view.type_quotas:  # no type guarantee to keep (``type_quota`` is None)
             return True
         for gpu_type, count in self._types(running).items():
@@ -133,6 +150,11 @@ class Ledger:
     def _types(self, running: RunningJob) -> Counter[str]:
         types = self.types_of.get(running.attempt_id)
         if types is None:
+            if not self.gpu_types:
+                nodes = self.ctx.snapshot.nodes
+                self.gpu_types.update(
+                    ((n.name, g.index), g.gpu_type.casefold()) for n in nodes for g in n.gpus
+                )
             found = self.gpu_types.get
             types = Counter(
                 t for ref in running.gpus if (t := found((ref.node, ref.index))) is not None

@@ -201,16 +201,19 @@ def _progressive(
     """The jobs in progressive-fill order (see the module docstring and above)."""
     jobs = list(ctx.snapshot.pending)
     sort_jobs(jobs)  # once for all queues; grouping keeps the order
-    by_queue: dict[str, tuple[list[PendingJob], list[int]]] = {}
-    for job in jobs:
-        queue_jobs, queue_gpus = by_queue.setdefault(job.queue, ([], []))
-        queue_jobs.append(job)
-        queue_gpus.append(job.request.gpus * job.request.nodes)
+    by_queue: dict[str, list[PendingJob]] = {}
+    for job in jobs:  # no new list per job (``setdefault`` would make one each time)
+        found = by_queue.get(job.queue)
+        if found is None:
+            by_queue[job.queue] = [job]
+        else:
+            found.append(job)
     top: list[_Lane] = []
     members: dict[str, list[_Lane]] = {}
-    for name, run in by_queue.items():
+    for name, queue_jobs in by_queue.items():
         state = ctx.queue(name)
-        lane = _lane(state, run, ctx, score)
+        gpus = [job.request.gpus * job.request.nodes for job in queue_jobs]
+        lane = _lane(state, (queue_jobs, gpus), ctx, score)
         parent = state.view.parent
         if parent is not None and parent in ctx.queues and parent not in by_queue:
             members.setdefault(parent, []).append(lane)

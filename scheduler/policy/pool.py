@@ -95,12 +95,20 @@ def _layout(nodes: Iterable[NodeView]) -> _Layout:
         width=max((len(n.gpus) for n in views), default=0),
         up_count=sum(1 for n in views if n.schedulable),
     )
+    classes = layout.classes
     for node in views:
+        gpus = node.gpus
+        first = gpus[0] if gpus else None
+        if first is not None and all(
+            g.gpu_type == first.gpu_type and g.memory_mib == first.memory_mib for g in gpus
+        ):  # the common case: one kind of GPU on the node, one class looked up
+            cid = classes.setdefault((first.gpu_type.casefold(), first.memory_mib), len(classes))
+            layout.classes_of.append(dict.fromkeys([g.index for g in gpus], cid))
+            layout.single.append(cid)
+            continue
         of = {
-            g.index: layout.classes.setdefault(
-                (g.gpu_type.casefold(), g.memory_mib), len(layout.classes)
-            )
-            for g in node.gpus
+            g.index: classes.setdefault((g.gpu_type.casefold(), g.memory_mib), len(classes))
+            for g in gpus
         }
         layout.classes_of.append(of)
         kinds = set(of.values())

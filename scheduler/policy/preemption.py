@@ -45,7 +45,7 @@ from __future__ import annotations
 import heapq
 import math
 from bisect import bisect_right
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, cast
 
@@ -267,6 +267,10 @@ class _Run:
         self.preemptions: list[Preemption] = []
         self.booked: set[int] = set()  # jobs given GPUs in the future pool
         self.gone: set[int] = set()  # attempts chosen as victims: not chosen again
+        # searches that found nothing, by what they depend on (see ``_free_for``); valid
+        # until the next booking changes the pool, the ledger or the victims left
+        self.failed: set[Hashable] = set()
+        self._off: dict[tuple[int, ...], set[GpuRef]] = {}  # ``_forbidden``, by reservations
 
     def reclaim_for(self, job: PendingJob) -> None:
         def can_give(ledger: Ledger, running: RunningJob) -> bool:
@@ -274,7 +278,7 @@ class _Run:
 
         owed = guarantee(self.ctx.queue(job.queue).view)
         why = f"to return queue {job.queue} its guarantee of {owed} GPUs for job {job.job_id}"
-        self._free_for(job, self.victims, can_give, why)
+        self._free_for(job, self.victims, can_give, why, ("guarantee", job.queue))
 
     def serve(self, job: PendingJob) -> None:
         """Stop attempts of jobs in higher service bands than ``job`` (``reclaim_las``)."""
@@ -290,7 +294,7 @@ class _Run:
             return under_share and at_share and ledger.keeps_guarantees(running, job.queue)
 
         why = f"for job {job.job_id}, which has had less GPU service (2D-LAS band {own})"
-        self._free_for(job, self.victims, can_give, why)
+        self._free_for(job, self.victims, can_give, why, ("service", job.queue, own, under_share))
 
     def free_reservation(self, job: PendingJob, reservation: Reservation) -> None:
         def can_give(ledger: Ledger, running: RunningJob) -> bool:
@@ -313,18 +317,37 @@ class _Run:
         self._free_for(job, occupiers, can_give, why)
 
     def _free_for(
-        self, job: PendingJob, candidates: dict[str, list[_Victim]], can_give: CanGive, why: str
+        self,
+        job: PendingJob,
+        candidates: dict[str, list[_Victim]],
+        can_give: CanGive,
+        why: str,
+        rule: Hashable = None,
     ) -> None:
-        """Stop the fewest preferred victims that make ``job`` fit, or nothing."""
+        """Stop the fewest preferred victims that make ``job`` fit, or nothing.
+
+        ``rule``: what ``candidates`` and ``can_give`` depend on besides the ledger (None:
+        nothing to remember). A search that finds nothing depends only on the rule, the
+        request, the GPUs withheld from the job and the state of the run, so until a
+        booking changes that state a job with the same ones finds nothing either: a
+        queue owed GPUs with thousands of waiting jobs searches once per kind of job,
+        not once per job.
+        """
         if job.job_id in self.booked:
             return
-        off = self._forbidden(job)
+        reserved, off = self._forbidden(job)
+        request = job.request
+        key = None if rule is None else (rule, reserved, request)
+        if key is not None and key in self.failed:
+            return
         placement = self.what_if(job, [], off)
         if placement is not None:  # it fits once the stopping attempts are gone
             self._commit(job, [], placement, self.ledger)
             return
         found = _Search(self, job, off, candidates, can_give).run()
         if found is None:
+            if key is not None:
+                self.failed.add(key)
             return
         victims, placement = found
         self._commit(job, victims, placement, self.ledger.copy())
@@ -344,14 +367,16 @@ class _Run:
             pool.withhold(off)
         return self.place(job, pool)
 
-    def _forbidden(self, job: PendingJob) -> set[GpuRef]:
+    def _forbidden(self, job: PendingJob) -> tuple[tuple[int, ...], set[GpuRef]]:
         """GPUs reserved for other jobs that ``job`` may not take: those of reservations
         due now, and, as in the pass, those it would not leave in time (a preemptible job
-        may use any that are not due, but its own queue's)."""
+        may use any that are not due, but its own queue's). With the positions of those
+        reservations, which name the set (one set per distinct tuple: callers only read it).
+        """
         now = self.ctx.snapshot.now
         ends = math.inf if job.time_limit_s is None else now + job.time_limit_s
-        forbidden: set[GpuRef] = set()
-        for reservation in self.reservations:
+        chosen: list[int] = []
+        for i, reservation in enumerate(self.reservations):
             at = reservation.reserved_at
             if reservation.job_id == job.job_id:
                 continue
@@ -359,8 +384,12 @@ class _Run:
             own = holder is not None and holder.queue == job.queue
             lent = job.preemptible and not own
             if at <= now or not (lent or (not math.isinf(at) and ends <= at)):
-                forbidden.update(reservation.gpus)
-        return forbidden
+                chosen.append(i)
+        key = tuple(chosen)
+        forbidden = self._off.get(key)
+        if forbidden is None:
+            forbidden = self._off[key] = {ref for i in key for ref in self.reservations[i].gpus}
+        return key, forbidden
 
     def _released(self, victims: Sequence[RunningJob]) -> Pool:
         pool = self.future.copy()
@@ -381,6 +410,7 @@ class _Run:
         self.occupancy.take(placement.gpus)
         self.future, self.ledger = pool, ledger
         self.booked.add(job.job_id)
+        self.failed.clear()
 
 
 class _Search:

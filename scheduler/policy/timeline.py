@@ -124,17 +124,32 @@ class Timeline:
             for view in up
         ]
         self._by_name = {node.view.name: node for node in self._nodes}
+        # by (node, index): who holds each GPU of an up node (plain tuples hash in C)
+        self._holders = {
+            (view.name, g.index): g.allocated_to
+            for view in up
+            for g in view.gpus
+            if g.allocated_to is not None
+        }
         self._mark_early(ends)
 
     def _mark_early(self, ends: dict[int, float]) -> None:
-        """Note the GPUs counted free early for their holder's own queue (``_Node.early``)."""
+        """Note the GPUs counted free early for their holder's own queue (``_Node.early``).
+
+        Only preemptible attempts that are not stopping can count early (``_free_at``):
+        the others are skipped without working out their times."""
+        if not self._params.reserve_preemptible_gpus:
+            return
+        holders = self._holders
         for job_id, running in self._running.items():
+            if not running.preemptible or running.stopping:
+                continue
             late = self._free_at(running, own=True)
             if late == ends[job_id]:
                 continue
             for ref in running.gpus:
                 node = self._by_name.get(ref.node)
-                if node is not None and _holder(node.view, ref.index) == job_id:
+                if node is not None and holders.get((ref.node, ref.index)) == job_id:
                     node.early[ref.index] = (running.queue, late)
                     node.early_queues = node.early_queues | {running.queue}
 
@@ -188,8 +203,7 @@ class Timeline:
         but those of ``queue`` (the reserved job's: never preempted for it)."""
         found: set[int] = set()
         for ref in gpus:
-            node = self._by_name.get(ref.node)
-            holder = None if node is None else _holder(node.view, ref.index)
+            holder = self._holders.get((ref.node, ref.index))
             running = None if holder is None else self._running.get(holder)
             if running is None or running.queue == queue:
                 continue
@@ -239,8 +253,3 @@ class Timeline:
             GpuRef(node.view.name, gpu.index) for _, _, node in chosen for gpu in node.view.gpus
         )
         return Slot(max(at for at, _, _ in chosen), tuple(gpus))
-
-
-def _holder(view: NodeView, index: int) -> int | None:
-    """The job id that holds this GPU of the snapshot, if any."""
-    return next((g.allocated_to for g in view.gpus if g.index == index), None)

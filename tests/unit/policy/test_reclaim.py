@@ -10,6 +10,7 @@ import pytest
 
 from scheduler.domain.decisions import Decisions, Placement, Preemption, Wait, WaitReason
 from scheduler.domain.snapshot import GpuRef, PendingJob, QueueView, RunningJob, Snapshot, TypeQuota
+from scheduler.policy import preemption
 from scheduler.policy.context import PolicyParams, make_context
 from scheduler.policy.decide import Policy
 from scheduler.policy.placement import best_fit
@@ -125,6 +126,31 @@ def test_no_preemption_when_all_eligible_victims_would_not_suffice() -> None:
     }
     snap = _scenario(_research_fills_node(**keep), pending(42, "prod", 4))
     assert _reclaim(snap) == ()
+
+
+def test_a_search_that_found_nothing_is_not_repeated_for_the_same_kind_of_job(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Thirty 4-GPU jobs of an owed queue that no eligible victim can make fit cost one
+    search; a 2-GPU job after them, another kind, still gets its victim."""
+    keep = {str(i): {"preemptible": False} for i in (11, 12, 13)}
+    jobs = [pending(100 + i, "prod", 4) for i in range(30)] + [pending(200, "prod", 2)]
+    snap = cluster(
+        [("n", 8)],
+        queues=[PROD, RESEARCH],
+        pending_jobs=jobs,
+        running_jobs=_research_fills_node(**keep),
+    )
+    searches: list[int] = []
+    run = preemption._Search.run
+
+    def counted(self: preemption._Search) -> Any:
+        searches.append(self.job.job_id)
+        return run(self)
+
+    monkeypatch.setattr(preemption._Search, "run", counted)
+    assert _victims(_reclaim(snap)) == [14]
+    assert searches == [100, 200]
 
 
 @dataclass(frozen=True)
