@@ -4,10 +4,11 @@ Starts a private PostgreSQL (``initdb``/``pg_ctl``, as the tests do; or ``--data
 names a server to create a fresh database on) and one ``corral server`` on it, then:
 
 1. **agents**: ``--agents`` simulated agents in this process (asyncio, one shared
-   ``httpx.AsyncClient``), each a node of ``--gpus-per-agent`` GPUs speaking the real
-   sync protocol (``scheduler.domain.sync``): node facts, a host and GPU sample per
-   GPU, every attempt it holds. Each syncs every ``--interval-s`` (a short poll, so the
-   timed request is the server's work, not a held long poll), starts on its first
+   ``httpx.AsyncClient``), each a node of ``--gpus-per-agent`` GPUs with its own agent
+   token, speaking the real sync protocol (``scheduler.domain.sync``): node facts, a
+   host and GPU sample per GPU, every attempt it holds. Each syncs every
+   ``--interval-s`` (a short poll, so the timed request is the server's work, not a
+   held long poll), starts on its first
    sync at a random moment of the interval, runs what the reply's ``run`` lists for
    ``--job-s`` seconds and then reports it exited 0; a ``stop`` ends it at once.
 2. **history**: ``--jobs`` jobs in the system. All but ``--pending`` are finished
@@ -61,7 +62,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a clean checkout
 
-from benchmarks.load_db import job_counts, postgres, seed_history
+from benchmarks.load_db import agent_tokens, job_counts, postgres, seed_history
 from scheduler.client import CorralError
 from scheduler.domain.spec import JobSpec, Resources
 from scheduler.domain.sync import (
@@ -82,6 +83,7 @@ TARGET_SYNC_P99_MS = 250.0
 TARGET_CYCLE_S = 1.0
 GPU_TYPE, GPU_MIB = "A100-80GB", 81_920
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+AGENTS_PER_CLIENT = 25
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,7 @@ class SimAgent:
     name: str
     gpus: int
     job_s: float
+    token: str = ""
     held: dict[int, SimAttempt] = field(default_factory=dict)
 
     def facts(self) -> NodeFacts:
@@ -193,7 +196,8 @@ async def agent_loop(
         began = time.monotonic()
         body = agent.request(began).model_dump(mode="json")
         try:
-            response = await http.post(SYNC_PATH, json=body)
+            auth = {"Authorization": f"Bearer {agent.token}"} if agent.token else None
+            response = await http.post(SYNC_PATH, json=body, headers=auth)
             response.raise_for_status()
             reply = SyncReply.model_validate_json(response.content)
         except (httpx.HTTPError, ValueError) as err:
@@ -316,9 +320,10 @@ def submit_pending(cluster: LocalCluster, count: int, gpus_per_agent: int) -> No
 class AgentThread(threading.Thread):
     """The simulated agents' event loop, in a thread so the main one can seed and measure."""
 
-    def __init__(self, cluster: LocalCluster, sizes: Sizes) -> None:
+    def __init__(self, cluster: LocalCluster, sizes: Sizes, tokens: dict[str, str]) -> None:
         super().__init__(name="agents", daemon=True)
         self.cluster, self.sizes, self.rec = cluster, sizes, Recorder()
+        self.tokens = tokens
         self.loop = asyncio.new_event_loop()
         self.stop_event: asyncio.Event | None = None
         self.failure: BaseException | None = None
@@ -332,18 +337,31 @@ class AgentThread(threading.Thread):
     async def _main(self) -> None:
         self.stop_event = asyncio.Event()
         sizes = self.sizes
-        limits = httpx.Limits(max_connections=sizes.agents, max_keepalive_connections=sizes.agents)
-        headers = {"Authorization": f"Bearer {self.cluster.token}"}
-        async with httpx.AsyncClient(
-            base_url=self.cluster.url, headers=headers, limits=limits, timeout=60
-        ) as http:
-            agents = [
-                SimAgent(f"load-{n:04d}", sizes.gpus_per_agent, sizes.job_s)
-                for n in range(sizes.agents)
+        agents = [
+            SimAgent(name, sizes.gpus_per_agent, sizes.job_s, token)
+            for name, token in self.tokens.items()
+        ]
+        async with contextlib.AsyncExitStack() as stack:
+            clients = [
+                await stack.enter_async_context(self._client())
+                for _ in range(0, len(agents), AGENTS_PER_CLIENT)
             ]
             await asyncio.gather(
-                *(agent_loop(a, http, sizes, self.rec, self.stop_event) for a in agents)
+                *(
+                    agent_loop(a, clients[n // AGENTS_PER_CLIENT], sizes, self.rec, self.stop_event)
+                    for n, a in enumerate(agents)
+                )
             )
+
+    def _client(self) -> httpx.AsyncClient:
+        """One pool per ``AGENTS_PER_CLIENT`` agents: a pool looks over all its connections
+        for each request, so one pool of 1,000 costs the generator more than the server."""
+        size = AGENTS_PER_CLIENT
+        limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
+        headers = {"Authorization": f"Bearer {self.cluster.token}"}
+        return httpx.AsyncClient(
+            base_url=self.cluster.url, headers=headers, limits=limits, timeout=60
+        )
 
     def stop(self) -> None:
         if self.stop_event is not None:
@@ -398,16 +416,21 @@ def run(sizes: Sizes, workdir: Path, database_url: str | None) -> dict[str, Any]
         args = ("--database-url", url, "--log-level", "warning", "--node-timeout-s", "60")
         with LocalCluster(workdir, server_args=args) as cluster:
             cluster.start_server()
-            agents = AgentThread(cluster, sizes)
-            agents.start()
+            db = Database(url)
             try:
-                return _drive(cluster, agents, sizes, url, pg_dir)
+                names = [f"load-{n:04d}" for n in range(sizes.agents)]
+                agents = AgentThread(cluster, sizes, agent_tokens(db, names))
+                agents.start()
+                try:
+                    return _drive(cluster, agents, sizes, db, pg_dir)
+                finally:
+                    agents.stop()
             finally:
-                agents.stop()
+                db.dispose()
 
 
 def _drive(
-    cluster: LocalCluster, agents: AgentThread, sizes: Sizes, url: str, pg_dir: Path | None
+    cluster: LocalCluster, agents: AgentThread, sizes: Sizes, db: Database, pg_dir: Path | None
 ) -> dict[str, Any]:
     """Register, seed, submit, warm up, measure."""
 
@@ -417,20 +440,16 @@ def _drive(
         return len(agents.rec.synced) == sizes.agents
 
     wait_for("every agent to register", registered, 60 + sizes.agents * 0.5)
-    db = Database(url)
-    try:
-        started = time.monotonic()
-        seed_history(db, sizes.jobs - sizes.pending)
-        history_s = time.monotonic() - started
-        log(f"seeded {sizes.jobs - sizes.pending} finished jobs in {history_s:.0f}s")
-        submit_pending(cluster, sizes.pending, sizes.gpus_per_agent)
-        log(f"submitted {sizes.pending} pending jobs; warming up {sizes.interval_s:.0f}s")
-        time.sleep(sizes.interval_s)
-        figures = measure(cluster, agents, sizes, pg_dir)
-        figures |= sync_figures(agents.rec, figures["window_s"])
-        figures["jobs_by_status"] = job_counts(db)
-    finally:
-        db.dispose()
+    started = time.monotonic()
+    seed_history(db, sizes.jobs - sizes.pending)
+    history_s = time.monotonic() - started
+    log(f"seeded {sizes.jobs - sizes.pending} finished jobs in {history_s:.0f}s")
+    submit_pending(cluster, sizes.pending, sizes.gpus_per_agent)
+    log(f"submitted {sizes.pending} pending jobs; warming up {sizes.interval_s:.0f}s")
+    time.sleep(sizes.interval_s)
+    figures = measure(cluster, agents, sizes, pg_dir)
+    figures |= sync_figures(agents.rec, figures["window_s"])
+    figures["jobs_by_status"] = job_counts(db)
     return figures
 
 

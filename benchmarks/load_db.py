@@ -36,6 +36,7 @@ from scheduler.store.models import (
     NodeRow,
     QueueRow,
 )
+from scheduler.store.tokens import create_token
 from tests.conftest import _Cluster, _fresh_postgres_database, _pg_bin
 
 HISTORY_DAYS = 7
@@ -160,6 +161,17 @@ def _event(
 def _insert_returning_ids(session: Session, row: Any, values: list[dict[str, Any]]) -> list[int]:
     stmt = insert(row).returning(row.id, sort_by_parameter_order=True)
     return list(session.scalars(stmt, values))
+
+
+def agent_tokens(db: Database, nodes: list[str]) -> dict[str, str]:
+    """node name -> a new agent token for it (one transaction), as ``corral token create
+    --node`` would make: each simulated agent syncs with its own node's token."""
+    now = datetime.now(UTC)
+    with db.write() as session:
+        return {
+            node: create_token(session, f"agent-{node}", "agent", now, node_name=node)
+            for node in nodes
+        }
 
 
 def job_counts(db: Database) -> dict[str, int]:

@@ -3,19 +3,33 @@
 ``Auth`` accepts any valid token; ``People``, ``Staff``, ``Admin`` and ``Syncer`` also
 require a role (403 otherwise; docs/security.md has the table). The principal is kept
 on ``request.state`` for the audit log.
+
+An agent's token is verified on its first sync and then kept (``AgentTokens``), not
+looked up on each of its syncs (every few seconds from every node): each server looks
+up the tokens revoked lately about once a second, so a revocation takes effect within
+about a second everywhere; an expiry is checked on every sync, and a kept token is
+verified afresh every ``KEEP_S``. A person's token is checked on every request, so a
+revocation or a role change takes effect at once.
 """
 
 from __future__ import annotations
 
+import threading
+import time
+import weakref
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
+from starlette.concurrency import run_in_threadpool
 
 from scheduler.domain.auth import PEOPLE, STAFF, Role
 from scheduler.domain.errors import Forbidden
 from scheduler.runtime import Runtime
 from scheduler.services.bootstrap import Principal, authenticate
+from scheduler.store import tokens as store_tokens
+from scheduler.store.models import utcnow
 
 
 def runtime(request: Request) -> Runtime:
@@ -26,10 +40,96 @@ def runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(runtime)]
 
 
-def principal(
+class AgentTokens:
+    """The agent tokens one server verified, by digest, and the watch on revocations."""
+
+    RECHECK_S = 1.0  # how often the tokens revoked lately are looked up
+    KEEP_S = 300.0  # a kept token is verified afresh after this long
+    SLACK_S = 60.0  # clocks of servers sharing a database may differ this much
+    MAX = 100_000
+
+    def __init__(self) -> None:
+        self.kept: dict[str, tuple[float, datetime | None, Principal]] = {}
+        self.checked_at = utcnow()  # revocations before this were seen by any kept token
+        self.checked_mono = time.monotonic()
+        self.checking = threading.Lock()
+
+    def get(self, key: str) -> Principal | None:
+        entry = self.kept.get(key)
+        if entry is None:
+            return None
+        verified, expires_at, who = entry
+        if time.monotonic() - verified > self.KEEP_S or (expires_at and expires_at <= utcnow()):
+            self.kept.pop(key, None)
+            return None
+        return who
+
+    def keep(self, key: str, expires_at: datetime | None, who: Principal) -> None:
+        if len(self.kept) >= self.MAX:
+            self.kept.clear()
+        self.kept[key] = (time.monotonic(), expires_at, who)
+
+    def due(self) -> bool:
+        return time.monotonic() - self.checked_mono >= self.RECHECK_S
+
+    def recheck(self, rt: Runtime) -> None:
+        """Forget the kept tokens revoked since the last look (one query; one at a time)."""
+        if not self.checking.acquire(blocking=False):
+            return  # another request is looking: this one goes on with what is kept
+        try:
+            if not self.due():
+                return
+            started = utcnow()
+            since = self.checked_at - timedelta(seconds=self.SLACK_S)
+            with rt.db.read() as session:
+                revoked = store_tokens.revoked_since(session, since)
+            for key in revoked:
+                self.kept.pop(key, None)
+            self.checked_at, self.checked_mono = started, time.monotonic()
+        finally:
+            self.checking.release()
+
+
+_agent_tokens: dict[int, AgentTokens] = {}  # id(runtime) -> its kept agent tokens
+
+
+def _agent_tokens_of(rt: Runtime) -> AgentTokens:
+    kept = _agent_tokens.get(id(rt))
+    if kept is None:
+        kept = _agent_tokens[id(rt)] = AgentTokens()
+        weakref.finalize(rt, _agent_tokens.pop, id(rt), None)
+    return kept
+
+
+def _verify(rt: Runtime, authorization: str | None) -> tuple[Principal, datetime | None]:
+    who = authenticate(rt, authorization)
+    if who.role != Role.AGENT:
+        return who, None
+    with rt.db.read() as session:
+        return who, store_tokens.expiry(session, _bearer(authorization))
+
+
+def _bearer(authorization: str | None) -> str:
+    """The token of an ``Authorization: Bearer TOKEN`` header ("" when there is none)."""
+    if not authorization or not authorization.lower().startswith("bearer "):
+        return ""
+    return authorization[7:].strip()
+
+
+async def principal(
     request: Request, rt: RuntimeDep, authorization: Annotated[str | None, Header()] = None
 ) -> Principal:
-    who = authenticate(rt, authorization)
+    kept = _agent_tokens_of(rt)
+    key = store_tokens.digest(_bearer(authorization))  # what revoked_since names
+    who = kept.get(key)
+    if who is not None and kept.due():
+        await run_in_threadpool(kept.recheck, rt)
+        who = kept.get(key)
+    if who is None:
+        fresh, expires_at = await run_in_threadpool(_verify, rt, authorization)
+        if fresh.role == Role.AGENT:
+            kept.keep(key, expires_at, fresh)
+        who = fresh
     request.state.principal = who
     return who
 

@@ -64,6 +64,9 @@ def _serve(rt: Runtime, announce: bool) -> None:
         log_level="warning",
         access_log=False,
         timeout_graceful_shutdown=5,
+        # longer than any pause between one agent's syncs, so an idle connection is
+        # not closed under a request about to be sent on it
+        timeout_keep_alive=30,
         ssl_certfile=str(settings.tls_cert) if settings.tls_cert else None,
         ssl_keyfile=str(settings.tls_key) if settings.tls_key else None,
     )

@@ -12,22 +12,51 @@ after the transaction holding its data committed. This is for SQLite, whose writ
 take turns anyway and pay an fsync per commit; on PostgreSQL each sync keeps its own
 transaction, as writers run side by side there and one holding many nodes' row locks
 would deadlock with the cycle's placements.
+
+Quick syncs: most syncs change nothing (the same attempts running, new samples). Such
+a sync is answered from one read transaction (``quick_sync``), and what it leaves to
+write (the node's last-seen time, its readings) waits in ``Readings`` and is written
+for all nodes at once every ``FLUSH_INTERVAL_S``. That is telemetry: a server killed
+before a flush loses at most that much of it, never a job's state, and the node
+timeout is far longer. A sync with reports to apply, of a node that is up with the
+facts it reports, writes only the reports on PostgreSQL (``apply_reports``, its own
+transaction, the node row locked without waiting for placements that refer to it);
+its readings wait likewise. Every other sync (a new or lost node, new facts, and on
+SQLite any sync with something to apply) takes the write path above. A sync that
+changes a job is answered after its commit. Nothing of a node is kept in memory
+between syncs, so any server of several may answer the next one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import threading
 import weakref
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from scheduler.domain.sync import SyncReply, SyncRequest
 from scheduler.runtime import Runtime
-from scheduler.store.agent_sync import apply_sync, desired_state, needs_action
+from scheduler.store.agent_sync import (
+    QuickSync,
+    apply_reports,
+    apply_sync,
+    desired_state,
+    needs_action,
+    quick_sync,
+)
 from scheduler.store.attempts import Effects
 from scheduler.store.models import utcnow
-from scheduler.store.nodes import get_node
+from scheduler.store.nodes import SAMPLE_MIN_INTERVAL_S, get_node
+from scheduler.store.telemetry import NodeReading, write_readings
 
+log = logging.getLogger("corral.agents")
 MAX_GROUP = 64  # syncs per transaction: bounds how long one write holds the lock
+FLUSH_INTERVAL_S = 1.0  # quick syncs' readings are written this often
+# the syncs' own threads: a sync waiting for a lock never holds up the other duties' threads
+_SYNC_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="corral-sync")
 
 
 @dataclass
@@ -107,7 +136,136 @@ async def _write_groups(rt: Runtime, groups: SyncGroups) -> None:
         groups.writer = None
 
 
+class Readings:
+    """The quick syncs' readings not yet written, in one server process (thread-safe)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.latest: dict[int, NodeReading] = {}  # node id -> its newest reading
+        self.kept: list[NodeReading] = []  # readings to store as sample rows
+        self.kept_at: dict[int, datetime] = {}  # node id -> its newest kept reading
+        self.flusher: asyncio.Task[None] | None = None
+
+    def add(self, quick: QuickSync, req: SyncRequest, now: datetime) -> None:
+        gpus = tuple(
+            (quick.gpu_ids[s.index], s) for s in req.gpu_samples if s.index in quick.gpu_ids
+        )
+        with self.lock:
+            marks = [m for m in (quick.last_sample_at, self.kept_at.get(quick.node_id)) if m]
+            due = not marks or now - max(marks) >= timedelta(seconds=SAMPLE_MIN_INTERVAL_S)
+            keep = due and (req.host is not None or bool(gpus))
+            reading = NodeReading(quick.node_id, now, req.host, gpus, keep)
+            self.latest[quick.node_id] = reading
+            if keep:
+                self.kept.append(reading)
+                self.kept_at[quick.node_id] = now
+
+    def take(self) -> tuple[list[NodeReading], list[NodeReading]]:
+        with self.lock:
+            latest, kept = list(self.latest.values()), self.kept
+            self.latest, self.kept = {}, []
+        return latest, kept
+
+    def written(self, kept: list[NodeReading]) -> None:
+        """Forget the marks the database now holds."""
+        with self.lock:
+            for reading in kept:
+                if self.kept_at.get(reading.node_id) == reading.seen_at:
+                    del self.kept_at[reading.node_id]
+
+    def put_back(self, latest: list[NodeReading]) -> None:
+        """A write failed: keep its last-seen times for the next one (newer ones win).
+        Its sample rows are dropped, so that a row the database refuses (a GPU deleted
+        meanwhile) cannot hold up every later write; the next syncs bring new ones."""
+        with self.lock:
+            for reading in latest:
+                self.latest.setdefault(reading.node_id, reading)
+
+    def empty(self) -> bool:
+        with self.lock:
+            return not self.latest and not self.kept
+
+
+_readings: dict[int, Readings] = {}  # id(runtime) -> its readings
+
+
+def _readings_of(rt: Runtime) -> Readings:
+    readings = _readings.get(id(rt))
+    if readings is None:
+        readings = _readings[id(rt)] = Readings()
+        weakref.finalize(rt, _readings.pop, id(rt), None)
+    return readings
+
+
+def flush_readings(rt: Runtime) -> None:
+    """Write the readings waiting in this process, in one transaction (blocking)."""
+    readings = _readings_of(rt)
+    latest, kept = readings.take()
+    if not latest and not kept:
+        return
+    try:
+        with rt.db.write() as session:
+            write_readings(session, latest, kept)
+    except Exception:
+        readings.put_back(latest)
+        raise
+    readings.written(kept)
+
+
+async def _flush_every(rt: Runtime, readings: Readings) -> None:
+    """Flush every ``FLUSH_INTERVAL_S`` while readings arrive; ends when none is left."""
+    while True:
+        await asyncio.sleep(FLUSH_INTERVAL_S)
+        if readings.empty():
+            return
+        try:
+            await asyncio.to_thread(flush_readings, rt)
+        except Exception:  # kept for the next pass; the database may be restarting
+            log.warning("could not write the agents' readings; will retry", exc_info=True)
+
+
+def _start_flusher(rt: Runtime) -> None:
+    readings = _readings_of(rt)
+    loop = asyncio.get_running_loop()
+    task = readings.flusher
+    if task is None or task.done() or task.get_loop() is not loop:
+        readings.flusher = loop.create_task(_flush_every(rt, readings))
+
+
+def _known(rt: Runtime, req: SyncRequest) -> SyncReply | None:
+    """The reply to a sync of a node that is up with the facts it reports, or None.
+
+    Read first; a sync that changes nothing is answered from the read. On PostgreSQL
+    one that has reports to apply writes them (``apply_reports``) and is answered after
+    the commit; on SQLite it goes to the group commit (None)."""
+    s = rt.settings
+    with rt.db.read() as session:
+        quick = quick_sync(session, req, s.checkpoints, s.agent_sync_interval_s, s.node_timeout_s)
+    if quick is None:
+        return None
+    reply = quick.reply
+    if reply is None:
+        if rt.db.is_sqlite:
+            return None
+        with rt.db.write() as session:
+            applied = apply_reports(
+                session, req, quick.node_id, utcnow(), s.retry, s.checkpoints,
+                s.agent_sync_interval_s, s.node_timeout_s,
+            )  # fmt: skip
+        if applied is None:
+            return None
+        reply, effects = applied
+        rt.notifier.notify(effects)
+    _readings_of(rt).add(quick, req, utcnow())
+    return reply
+
+
 async def _apply_and_read(rt: Runtime, req: SyncRequest) -> SyncReply:
+    loop = asyncio.get_running_loop()
+    known = await loop.run_in_executor(_SYNC_POOL, _known, rt, req)
+    if known is not None:
+        _start_flusher(rt)
+        return known
     if not rt.db.is_sqlite:
         (result,) = await asyncio.to_thread(apply_group, rt, [req])
         if isinstance(result, Exception):

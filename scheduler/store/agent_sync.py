@@ -14,11 +14,12 @@ restarted): it ends like a lost node.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy import Executable, bindparam, func, select
+from sqlalchemy.orm import Session, aliased, joinedload
 
 from scheduler.domain.retry import RetrySettings
 from scheduler.domain.spec import JobSpec
@@ -40,8 +41,16 @@ from scheduler.store.attempts import (
     part_lost,
 )
 from scheduler.store.logs import append_log
-from scheduler.store.models import AllocationRow, AttemptPartRow, AttemptRow, NodeRow
-from scheduler.store.nodes import record_samples, upsert_node
+from scheduler.store.models import (
+    AllocationRow,
+    AttemptPartRow,
+    AttemptRow,
+    GpuRow,
+    JobRow,
+    NodeRow,
+    QueueRow,
+)
+from scheduler.store.nodes import NODE_UP, record_samples, upsert_node
 from scheduler.store.transitions import record_event
 
 LIVE_ATTEMPTS = (AttemptStatus.STARTING, AttemptStatus.RUNNING)
@@ -53,13 +62,22 @@ def apply_sync(
     node, came_back = upsert_node(session, req.node, now)
     effects = Effects(schedule=came_back)
     record_samples(session, node, req.host, req.gpu_samples, now)
+    effects.merge(_apply_parts(session, node.id, req, now, retry))
+    return node, effects
+
+
+def _apply_parts(
+    session: Session, node_id: int, req: SyncRequest, now: datetime, retry: RetrySettings
+) -> Effects:
+    """Apply the attempt reports, and end the live parts the agent no longer reports."""
+    effects = Effects()
     reported = {r.attempt_id: r for r in req.attempts}
-    parts = _parts_by_attempt(session, node.id, list(reported))
+    parts = _parts_by_attempt(session, node_id, list(reported))
     for attempt_id, report in reported.items():
         part = parts.get(attempt_id)
         if part is not None:
             effects.merge(_apply_report(session, part, report, now, retry))
-    for part in _live_parts(session, node.id):
+    for part in _live_parts(session, node_id):
         if part.attempt_id in reported:
             continue
         if part.state is PartState.RUNNING:  # the agent forgot a running process
@@ -77,7 +95,7 @@ def apply_sync(
                     retry=retry,
                 )
             )
-    return node, effects
+    return effects
 
 
 def _parts_by_attempt(
@@ -112,6 +130,126 @@ def _live_parts(session: Session, node_id: int) -> list[AttemptPartRow]:
         .options(*_WITH_ATTEMPT)
     )
     return list(session.scalars(stmt).unique())
+
+
+@dataclass(frozen=True)
+class LivePart:
+    """A live part on the node in plain columns: what its reply and the quick check read.
+
+    Read with one query per sync instead of loading parts, attempts, jobs and nodes as
+    ORM rows, which cost most of a sync's time."""
+
+    attempt_id: int
+    state: PartState
+    rank: int
+    log_bytes: int
+    status: AttemptStatus
+    stop_reason: TerminationReason | None
+    number: int
+    job_id: int
+    job_name: str
+    spec_digest: str
+    array_id: int | None
+    array_index: int | None
+    queue: str
+    head_host: str
+    num_nodes: int
+    step: int | None
+    last_checkpoint_step: int | None
+    resumed_from_step: int | None
+    last_checkpoint_at: datetime | None
+
+
+def _live_part_rows_stmt() -> Executable:
+    head, head_node, peer = aliased(AttemptPartRow), aliased(NodeRow), aliased(AttemptPartRow)
+    part, attempt, job = AttemptPartRow, AttemptRow, JobRow
+    num_nodes = (
+        select(func.count(peer.id)).where(peer.attempt_id == part.attempt_id).scalar_subquery()
+    )
+    return (
+        select(
+            part.attempt_id,
+            part.state,
+            part.rank,
+            part.log_bytes,
+            attempt.status,
+            attempt.stop_reason,
+            attempt.number,
+            job.id,
+            job.name,
+            job.spec_digest,
+            job.array_id,
+            job.array_index,
+            QueueRow.name,
+            head_node.hostname,
+            num_nodes,
+            attempt.step,
+            attempt.last_checkpoint_step,
+            attempt.resumed_from_step,
+            attempt.last_checkpoint_at,
+        )
+        .join(attempt, attempt.id == part.attempt_id)
+        .join(job, job.id == attempt.job_id)
+        .join(QueueRow, QueueRow.id == job.queue_id)
+        .join(head, (head.attempt_id == part.attempt_id) & (head.rank == 0))
+        .join(head_node, head_node.id == head.node_id)
+        .where(
+            part.node_id == bindparam("node_id"),
+            part.state.in_([PartState.PENDING, PartState.RUNNING]),
+        )
+        .order_by(part.attempt_id)
+    )
+
+
+# the hot path's statements are built once: building one costs more than running it
+_LIVE_PART_ROWS = _live_part_rows_stmt()
+_NODE = select(
+    NodeRow.id,
+    NodeRow.state,
+    NodeRow.drained,
+    NodeRow.hostname,
+    NodeRow.cpus,
+    NodeRow.memory_total_mib,
+    NodeRow.agent_version,
+    NodeRow.last_sample_at,
+).where(NodeRow.name == bindparam("name"))
+_GPUS = select(
+    GpuRow.id,
+    GpuRow.index,
+    GpuRow.uuid,
+    GpuRow.name,
+    GpuRow.gpu_type,
+    GpuRow.memory_total_mib,
+    GpuRow.present,
+    GpuRow.healthy,
+).where(GpuRow.node_id == bindparam("node_id"))
+_HELD_GPUS = (
+    select(AllocationRow.attempt_id, AllocationRow.gpu_index)
+    .where(AllocationRow.node_id == bindparam("node_id"), AllocationRow.released_at.is_(None))
+    .order_by(AllocationRow.gpu_index)
+)
+
+
+def live_part_rows(session: Session, node_id: int) -> list[LivePart]:
+    """The node's pending or running parts with their attempt, job, queue and head host."""
+    return [LivePart(*row) for row in session.execute(_LIVE_PART_ROWS, {"node_id": node_id})]
+
+
+_SPECS: dict[str, JobSpec] = {}  # spec digest -> the parsed spec (a job's spec never changes)
+_SPECS_MAX = 4096
+
+
+def _specs(session: Session, parts: list[LivePart]) -> dict[str, JobSpec]:
+    """The parts' job specs by digest, parsed once per process and spec."""
+    found = {p.spec_digest: _SPECS[p.spec_digest] for p in parts if p.spec_digest in _SPECS}
+    missing = {p.job_id: p.spec_digest for p in parts if p.spec_digest not in found}
+    if missing:
+        if len(_SPECS) + len(missing) > _SPECS_MAX:
+            _SPECS.clear()
+        stmt = select(JobRow.id, JobRow.spec).where(JobRow.id.in_(list(missing)))
+        for job_id, spec in session.execute(stmt):
+            found[missing[job_id]] = _SPECS[missing[job_id]] = JobSpec.model_validate(spec)
+    return found
 
 
 def _apply_report(
@@ -169,20 +307,47 @@ def desired_state(
     interval_s: float,
     node_timeout_s: float | None = None,
 ) -> SyncReply:
+    state = "drained" if node.drained else node.state
+    return _reply(
+        session,
+        node.id,
+        state,
+        live_part_rows(session, node.id),
+        req,
+        checkpoints,
+        interval_s,
+        node_timeout_s,
+    )
+
+
+def _reply(
+    session: Session,
+    node_id: int,
+    node_state: str,
+    parts: list[LivePart],
+    req: SyncRequest,
+    checkpoints: Path,
+    interval_s: float,
+    node_timeout_s: float | None,
+) -> SyncReply:
     run: list[AttemptLaunch] = []
     stop: list[AttemptStop] = []
-    held = _held_gpus(session, node.id)
-    for part in _live_parts(session, node.id):
-        attempt = part.attempt
-        spec = JobSpec.model_validate(attempt.job.spec)
-        if attempt.status in LIVE_ATTEMPTS:
-            run.append(_launch(part, spec, checkpoints, held.get(attempt.id, [])))
+    held = _held_gpus(session, node_id) if parts else {}
+    specs = _specs(session, parts)
+    for part in parts:
+        spec = specs[part.spec_digest]
+        if part.status in LIVE_ATTEMPTS:
+            run.append(_launch(part, spec, checkpoints, held.get(part.attempt_id, [])))
         else:
-            stop.append(_stop(attempt, spec))
-    acks = _log_acks(session, node.id, [r.attempt_id for r in req.attempts])
-    state = "drained" if node.drained else node.state
+            stop.append(_stop(part, spec))
+    reported = [r.attempt_id for r in req.attempts]
+    live_acks = {p.attempt_id: p.log_bytes for p in parts}
+    if all(attempt_id in live_acks for attempt_id in reported):
+        acks = {attempt_id: live_acks[attempt_id] for attempt_id in reported}
+    else:
+        acks = _log_acks(session, node_id, reported)
     return SyncReply(
-        node_state=state,
+        node_state=node_state,
         run=run,
         stop=stop,
         log_acks=acks,
@@ -191,13 +356,13 @@ def desired_state(
     )
 
 
-def _stop(attempt: AttemptRow, spec: JobSpec) -> AttemptStop:
+def _stop(part: LivePart, spec: JobSpec) -> AttemptStop:
     """A preemption comes with the job's notice signal; a cancel or a timeout does not
     (the time limit's notice went out before the limit, from the agent itself)."""
-    reason = attempt.stop_reason.value if attempt.stop_reason else "stop"
-    notice = spec.signal if attempt.stop_reason is TerminationReason.PREEMPTED else None
+    reason = part.stop_reason.value if part.stop_reason else "stop"
+    notice = spec.signal if part.stop_reason is TerminationReason.PREEMPTED else None
     return AttemptStop(
-        attempt_id=attempt.id,
+        attempt_id=part.attempt_id,
         reason=reason,
         grace_period_s=spec.grace_period_s,
         notice_signal=notice.name if notice else None,
@@ -218,49 +383,40 @@ def _log_acks(session: Session, node_id: int, attempt_ids: list[int]) -> dict[in
 def _held_gpus(session: Session, node_id: int) -> dict[int, list[int]]:
     """attempt id -> the GPU indices it holds live on the node, in order (one query)."""
     held: dict[int, list[int]] = {}
-    stmt = (
-        select(AllocationRow.attempt_id, AllocationRow.gpu_index)
-        .where(AllocationRow.node_id == node_id, AllocationRow.released_at.is_(None))
-        .order_by(AllocationRow.gpu_index)
-    )
-    for attempt_id, index in session.execute(stmt):
+    for attempt_id, index in session.execute(_HELD_GPUS, {"node_id": node_id}):
         held.setdefault(attempt_id, []).append(index)
     return held
 
 
-def _launch(
-    part: AttemptPartRow, spec: JobSpec, checkpoints: Path, indices: list[int]
-) -> AttemptLaunch:
-    attempt = part.attempt
-    head = next(p for p in attempt.parts if p.rank == 0)
+def _launch(part: LivePart, spec: JobSpec, checkpoints: Path, indices: list[int]) -> AttemptLaunch:
     env = spec.job_env()  # the run instruction is the only place a secret value leaves
     env.update(
         {
-            "CORRAL_JOB_ID": str(attempt.job_id),
-            "CORRAL_JOB_NAME": attempt.job.name,
-            "CORRAL_QUEUE": attempt.job.queue.name,
-            "CORRAL_ATTEMPT": str(attempt.number),
-            "CORRAL_CHECKPOINT_DIR": str(checkpoints / str(attempt.job_id)),
+            "CORRAL_JOB_ID": str(part.job_id),
+            "CORRAL_JOB_NAME": part.job_name,
+            "CORRAL_QUEUE": part.queue,
+            "CORRAL_ATTEMPT": str(part.number),
+            "CORRAL_CHECKPOINT_DIR": str(checkpoints / str(part.job_id)),
             "CORRAL_NODE_RANK": str(part.rank),
-            "CORRAL_NUM_NODES": str(len(attempt.parts)),
-            "CORRAL_HEAD_HOST": head.node.hostname,
+            "CORRAL_NUM_NODES": str(part.num_nodes),
+            "CORRAL_HEAD_HOST": part.head_host,
             "CUDA_VISIBLE_DEVICES": ",".join(str(i) for i in indices),
         }
     )
-    if attempt.job.array_id is not None:  # a job of an array: which one it is
-        env["CORRAL_ARRAY_ID"] = str(attempt.job.array_id)
-        env["CORRAL_ARRAY_INDEX"] = str(attempt.job.array_index)
+    if part.array_id is not None:  # a job of an array: which one it is
+        env["CORRAL_ARRAY_ID"] = str(part.array_id)
+        env["CORRAL_ARRAY_INDEX"] = str(part.array_index)
     return AttemptLaunch(
-        attempt_id=attempt.id,
-        job_id=attempt.job_id,
-        attempt_number=attempt.number,
+        attempt_id=part.attempt_id,
+        job_id=part.job_id,
+        attempt_number=part.number,
         argv=spec.argv(),
         workdir=spec.workdir,
         env=env,
         gpu_indices=indices,
         grace_period_s=spec.grace_period_s,
         node_rank=part.rank,
-        num_nodes=len(attempt.parts),
+        num_nodes=part.num_nodes,
         ray=spec.ray,
         time_limit_s=spec.time_limit_s,
         notice_signal=spec.signal.name if spec.signal else None,
@@ -268,6 +424,131 @@ def _launch(
         cpus=spec.resources.cpus,
         memory_mib=spec.resources.memory_mib,
     )
+
+
+@dataclass(frozen=True)
+class QuickSync:
+    """A sync of a node that is up with the facts it reports: its reply when the sync
+    changes nothing but the node's liveness and readings, else None (``apply_reports``)."""
+
+    node_id: int
+    gpu_ids: dict[int, int]  # GPU index -> GPU id, for the readings
+    last_sample_at: datetime | None
+    reply: SyncReply | None
+
+
+def quick_sync(
+    session: Session,
+    req: SyncRequest,
+    checkpoints: Path,
+    interval_s: float,
+    node_timeout_s: float | None = None,
+) -> QuickSync | None:
+    """What a read tells of a sync: None when the node is new, lost or reports other facts
+    (``apply_sync`` has it all to do), else a QuickSync, with the reply when nothing
+    would change.
+
+    Most syncs change nothing: the same attempts running, new samples. This reads the node,
+    its GPUs and its live parts in a few plain queries (a read transaction: no row lock)
+    and checks that the node is up with the same facts and GPU health, that every
+    reported attempt is a running part with no new log bytes or progress, and that no
+    unreported part would end. What is left to write (last seen, readings) is the
+    caller's, and may be written later in a batch: it is telemetry, not job state.
+    """
+    facts = req.node
+    node = session.execute(_NODE, {"name": facts.name}).one_or_none()
+    if node is None or node.state != NODE_UP:
+        return None
+    stored = (node.hostname, node.cpus, node.memory_total_mib, node.agent_version)
+    if stored != (facts.hostname, facts.cpus, facts.memory_total_mib, facts.agent_version):
+        return None
+    gpu_ids = _same_gpus(session, node.id, req)
+    if gpu_ids is None:
+        return None
+    parts = live_part_rows(session, node.id)
+    if not _nothing_to_apply(parts, req.attempts):
+        return QuickSync(node.id, gpu_ids, node.last_sample_at, None)
+    state = "drained" if node.drained else node.state
+    reply = _reply(session, node.id, state, parts, req, checkpoints, interval_s, node_timeout_s)
+    return QuickSync(node.id, gpu_ids, node.last_sample_at, reply)
+
+
+def apply_reports(
+    session: Session,
+    req: SyncRequest,
+    node_id: int,
+    now: datetime,
+    retry: RetrySettings,
+    checkpoints: Path,
+    interval_s: float,
+    node_timeout_s: float | None = None,
+) -> tuple[SyncReply, Effects] | None:
+    """``apply_sync`` for a node ``quick_sync`` found up with the facts it reports: the
+    attempt reports only, and the reply; None if the node was lost meanwhile.
+
+    The node's row is locked ``FOR NO KEY UPDATE`` (syncs of one node take turns), which
+    does not wait for a placement's insert that refers to the node, as ``upsert_node``'s
+    lock does; last seen and readings are the caller's to write, as for a quick sync."""
+    stmt = (
+        select(NodeRow.state, NodeRow.drained)
+        .where(NodeRow.id == node_id)
+        .with_for_update(key_share=True)
+    )
+    node = session.execute(stmt).one_or_none()
+    if node is None or node.state != NODE_UP:
+        return None
+    effects = _apply_parts(session, node_id, req, now, retry)
+    parts = live_part_rows(session, node_id)
+    state = "drained" if node.drained else node.state
+    reply = _reply(session, node_id, state, parts, req, checkpoints, interval_s, node_timeout_s)
+    return reply, effects
+
+
+def _same_gpus(session: Session, node_id: int, req: SyncRequest) -> dict[int, int] | None:
+    """index -> GPU id when the node's present GPUs are exactly the reported ones and each
+    sample says the health already stored; else None (``upsert_node`` has work)."""
+    rows = session.execute(_GPUS, {"node_id": node_id}).all()
+    present = {
+        (index, uuid, name, kind, mib) for _, index, uuid, name, kind, mib, on, _ in rows if on
+    }
+    reported = {(g.index, g.uuid, g.name, g.gpu_type, g.memory_total_mib) for g in req.node.gpus}
+    if present != reported:
+        return None
+    healthy = {index: ok for _, index, *_, ok in rows}
+    if any(healthy.get(s.index, s.healthy) != s.healthy for s in req.gpu_samples):
+        return None
+    return {index: gpu_id for gpu_id, index, *_ in rows}
+
+
+def _nothing_to_apply(parts: list[LivePart], reports: list[AttemptReport]) -> bool:
+    """Whether ``apply_sync`` would leave every part, attempt and job as it is."""
+    live = {part.attempt_id: part for part in parts}
+    for report in reports:
+        part = live.get(report.attempt_id)
+        if part is None or part.state is not PartState.RUNNING:
+            return False  # an end to record, a start to mark, or an ended part's log
+        if report.state not in (AttemptState.RUNNING, AttemptState.STOPPING):
+            return False
+        if report.log_data or (report.progress and _progress_moves(part, report.progress)):
+            return False
+    reported = {report.attempt_id for report in reports}
+    return not any(
+        part.state is PartState.RUNNING or part.status is AttemptStatus.STOPPING
+        for part in parts
+        if part.attempt_id not in reported  # lost by the agent, or stopped before it ran
+    )
+
+
+def _progress_moves(part: LivePart, progress: ProgressReport) -> bool:
+    """Whether ``record_progress`` would change the attempt."""
+    for name in ("step", "last_checkpoint_step", "resumed_from_step"):
+        value = getattr(progress, name)
+        if value is not None and value != getattr(part, name):
+            return True
+    if progress.last_checkpoint_at is None:
+        return False
+    moment = datetime.fromtimestamp(progress.last_checkpoint_at, UTC)
+    return part.last_checkpoint_at is None or moment > part.last_checkpoint_at
 
 
 def needs_action(req: SyncRequest, reply: SyncReply) -> bool:

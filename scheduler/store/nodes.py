@@ -30,7 +30,9 @@ def list_nodes(session: Session) -> list[NodeRow]:
 def upsert_node(session: Session, facts: NodeFacts, now: datetime) -> tuple[NodeRow, bool]:
     """Record what an agent says its node is; returns (node, came_back_from_lost)."""
     node = (
-        session.scalars(select(NodeRow).where(NodeRow.name == facts.name).with_for_update())
+        session.scalars(
+            select(NodeRow).where(NodeRow.name == facts.name).with_for_update(key_share=True)
+        )
         .unique()
         .one_or_none()
     )

@@ -1,4 +1,5 @@
-"""Telemetry history: raw samples downsampled to 1-minute and 1-hour buckets, pruned by age.
+"""Telemetry history: raw samples downsampled to 1-minute and 1-hour buckets, pruned by age;
+and the agents' readings written in batches (``write_readings``).
 
 Owns ``gpu_rollups`` and ``host_rollups``. Three levels, each kept for its own window
 (``Retention``): raw samples (default 6 h), 1-minute averages built from the raw samples
@@ -25,12 +26,13 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import BindParameter, Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from scheduler.domain.errors import NotFound
+from scheduler.domain.sync import GpuSample, HostSample
 from scheduler.domain.views import GpuSeries, TelemetryPoint
 from scheduler.store.jobs import attempts_of, get_job
 from scheduler.store.models import (
@@ -259,6 +261,110 @@ def row_counts(session: Session) -> dict[str, int]:
 
 def _aware(at: datetime) -> datetime:
     return at.replace(tzinfo=UTC) if at.tzinfo is None else at
+
+
+# --- readings written in batches -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NodeReading:
+    """What one sync left to write: the node was seen at ``seen_at`` with these readings.
+
+    ``gpus`` pairs each sample with its GPU's id; ``keep`` says whether the readings are
+    also stored as sample rows (at most one every few seconds per node)."""
+
+    node_id: int
+    seen_at: datetime
+    host: HostSample | None
+    gpus: tuple[tuple[int, GpuSample], ...]
+    keep: bool
+
+
+# plain statements, so that a list of parameters is one executemany
+_NODES, _GPUS = cast(Table, NodeRow.__table__), cast(Table, GpuRow.__table__)
+
+
+def write_readings(
+    session: Session, latest: Sequence[NodeReading], kept: Sequence[NodeReading]
+) -> None:
+    """Write many syncs' readings in a few statements: each node's newest last-seen time
+    and current readings (``latest``, one per node), and the sample rows of ``kept``.
+
+    A reading never moves a node back: one older than the node's ``last_seen_at``
+    (another sync of the node was written first, perhaps by another server) leaves the
+    node and its GPUs as they are. Nodes are updated in id order, as every batch is, so
+    two batches never wait on each other's row locks in a cycle.
+    """
+    ordered = sorted(latest, key=lambda r: r.node_id)
+    if ordered:
+        session.execute(
+            update(_NODES)
+            .where(_NODES.c.id == bindparam("b_id"), _NODES.c.last_seen_at < bindparam("b_seen"))
+            .values(last_seen_at=bindparam("b_seen")),
+            [{"b_id": r.node_id, "b_seen": r.seen_at} for r in ordered],
+        )
+    hosts = [r for r in ordered if r.host is not None]
+    if hosts:
+        session.execute(
+            update(_NODES)
+            .where(_NODES.c.id == bindparam("b_id"), _NODES.c.last_seen_at <= bindparam("b_seen"))
+            .values(cpu_pct=bindparam("b_cpu"), memory_used_mib=bindparam("b_mem")),
+            [_host_now(r) for r in hosts],
+        )
+    gpus = [_gpu_now(gpu_id, sample) for r in ordered for gpu_id, sample in sorted(r.gpus)]
+    if gpus:
+        session.execute(update(_GPUS).where(_GPUS.c.id == bindparam("b_id")).values(_GPU_NOW), gpus)
+    _insert_samples(session, kept)
+
+
+_GPU_NOW: dict[str, BindParameter[Any]] = {
+    name: bindparam(f"b_{name}")
+    for name in ("utilization_pct", "memory_used_mib", "temperature_c", "power_w", "ecc_errors")
+}
+
+
+def _host_now(reading: NodeReading) -> dict[str, Any]:
+    host = reading.host
+    assert host is not None
+    return {"b_id": reading.node_id, "b_seen": reading.seen_at} | {
+        "b_cpu": host.cpu_pct,
+        "b_mem": host.memory_used_mib,
+    }
+
+
+def _gpu_now(gpu_id: int, sample: GpuSample) -> dict[str, Any]:
+    return {"b_id": gpu_id} | {f"b_{name}": getattr(sample, name) for name in _GPU_NOW}
+
+
+def _insert_samples(session: Session, kept: Sequence[NodeReading]) -> None:
+    hosts = [
+        {"node_id": r.node_id, "at": r.seen_at, "cpu_pct": r.host.cpu_pct}
+        | {"memory_used_mib": r.host.memory_used_mib, "load1": r.host.load1}
+        for r in kept
+        if r.host is not None
+    ]
+    gpus = [
+        {"gpu_id": gpu_id, "at": r.seen_at, "utilization_pct": s.utilization_pct}
+        | {"memory_used_mib": s.memory_used_mib, "temperature_c": s.temperature_c}
+        | {"power_w": s.power_w}
+        for r in kept
+        for gpu_id, s in r.gpus
+    ]
+    if hosts:
+        session.execute(insert(HostSampleRow), hosts)
+    if gpus:
+        session.execute(insert(GpuSampleRow), gpus)
+    marks = sorted((r.node_id, r.seen_at) for r in kept if r.host is not None or r.gpus)
+    if marks:
+        session.execute(
+            update(_NODES)
+            .where(
+                _NODES.c.id == bindparam("b_id"),
+                (_NODES.c.last_sample_at.is_(None)) | (_NODES.c.last_sample_at < bindparam("b_at")),
+            )
+            .values(last_sample_at=bindparam("b_at")),
+            [{"b_id": node_id, "b_at": at} for node_id, at in marks],
+        )
 
 
 # --- series: reading history back ---------------------------------------------------

@@ -1,8 +1,10 @@
 """API tokens, kept as SHA-256 digests only (a token is 32 random bytes: no salt needed).
 
 A token belongs to a user (and carries its role) or to one node's agent (role
-``agent``, ``node_name`` set). Revocation and expiry are checked on every request,
-so a revoked token stops working at once.
+``agent``, ``node_name`` set). Revocation and expiry are checked on every request
+of a person, so a revoked token stops working at once. An agent's token, used every
+few seconds by its node, is verified once and then watched: the server looks up the
+tokens revoked lately about once a second (``revoked_since``; ``scheduler.api.deps``).
 """
 
 from __future__ import annotations
@@ -69,6 +71,18 @@ def verify(session: Session, token: str, now: datetime) -> TokenRow | None:
     if row.expires_at is not None and row.expires_at <= now:
         return None
     return row
+
+
+def expiry(session: Session, token: str) -> datetime | None:
+    """When a stored token expires (None: never, or no such token)."""
+    stmt = select(TokenRow.expires_at).where(TokenRow.digest == digest(token))
+    return session.scalars(stmt).one_or_none()
+
+
+def revoked_since(session: Session, since: datetime) -> set[str]:
+    """The digests of the tokens revoked at or after ``since``."""
+    stmt = select(TokenRow.digest).where(TokenRow.revoked_at >= since)
+    return set(session.scalars(stmt))
 
 
 def owner_name(session: Session, row: TokenRow) -> str:

@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 from scheduler.cycle import CycleReport, run_cycle
 from scheduler.domain.sync import AttemptReport, GpuSample, NodeFacts, SyncReply, SyncRequest
 from scheduler.runtime import Runtime
+from scheduler.services.agents import flush_readings
 from scheduler.store.models import (
     AllocationRow,
     AttemptRow,
@@ -107,8 +108,12 @@ class Api:
         wait_s: float = 0.0,
         gpu_samples: Iterable[GpuSample] = (),
     ) -> SyncReply:
+        """Sync as an agent; what a quick sync leaves to write (last seen, readings) is
+        written before this returns, as the server's flusher would within a second."""
         body = sync_body(facts, *reports, wait_s=wait_s, gpu_samples=gpu_samples)
-        return SyncReply.model_validate(self.ok("POST", SYNC, json=body))
+        reply = SyncReply.model_validate(self.ok("POST", SYNC, json=body))
+        flush_readings(self.rt)
+        return reply
 
     def cycle(self) -> CycleReport:
         return run_cycle(self.rt)

@@ -14,11 +14,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from scheduler.domain.status import TerminationReason
-from scheduler.domain.sync import GpuSample, SyncRequest
+from scheduler.domain.sync import GpuSample
 from scheduler.store.attempts import request_stop
 from scheduler.store.models import AttemptRow, utcnow
 from tests.factories import A100_MIB, node_facts, report
-from tests.integration.api.harness import NODES, QUEUES, SYNC, Api
+from tests.integration.api.harness import NODES, QUEUES, Api
 
 A100 = node_facts("a100", 4)
 L4 = node_facts("l4", 2, gpu_type="L4", memory_mib=24_576)
@@ -68,10 +68,7 @@ def build_cluster(api: Api) -> dict[str, int]:
         GpuSample(index=1, utilization_pct=12.5, memory_used_mib=1_024, temperature_c=40.0,
                   power_w=80.0),
     ]  # fmt: skip
-    body = SyncRequest(
-        node=A100, attempts=[report(x.attempt_id) for x in launches], gpu_samples=samples
-    )
-    api.ok("POST", SYNC, json=body.model_dump(mode="json"))
+    api.sync(A100, *[report(x.attempt_id) for x in launches], gpu_samples=samples)
     with api.rt.db.write() as session:
         small = session.query(AttemptRow).filter_by(job_id=jobs["small"]).one()
         request_stop(session, small, TerminationReason.PREEMPTED, utcnow(), "preempted")
