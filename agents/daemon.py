@@ -8,9 +8,10 @@
    ``agents.progress``), apply the desired state in the reply by the rules of
    ``scheduler.domain.sync`` (start, stop, after its notice signal if it has one,
    ``agents.notice``; stop the unlisted, forget).
-2. watch: every ``WATCH_INTERVAL_S``, reap exits and enforce stop deadlines, tell the
-   GPU backend what runs, and wake the sync when an attempt or its log changed; stop
-   every attempt when the server has been out of reach too long (``agents.fencing``).
+2. watch: every ``WATCH_INTERVAL_S`` and on SIGCHLD, reap exits and enforce stop
+   deadlines, tell the GPU backend what runs, and wake the sync when an attempt or its
+   log changed; stop every attempt when the server has been out of reach too long
+   (``agents.fencing``).
 3. sample: every ``sample_interval_s``, GPU and host samples for the next sync.
 
 Besides the runner's records the daemon owns, per held attempt, the log bytes the
@@ -19,14 +20,18 @@ server last received. Invariants: an attempt id is started at most once per agen
 life; an attempt is forgotten only once it has ended, the server received its end,
 lists it neither in ``run`` nor in ``stop`` and acknowledged its whole log.
 
-When to sync. A request with news (the first after start or after a failure, an
-attempt whose state the server has not received, log bytes it lacks) goes at once
-with ``wait_s=0``; log news alone goes at most once per ``log_flush_interval_s``
-unless a backlog is draining. Without news the request is a long poll
+When to sync. A request goes when there is news: the first after start or after a
+failure, an attempt whose state the server has not received, log bytes it lacks. The
+start of attempts alone waits for the next watch pass (``START_REPORT_DELAY_S``), so
+that the end of a quick one goes in the same request; log news alone goes at most once
+per ``log_flush_interval_s`` unless a backlog is draining. A request with log news (or
+the first one) has ``wait_s=0``: its reply carries the acks, and a busy log would
+otherwise keep cancelling its own acks. Any other request is a long poll
 (``wait_s=long_poll_s``, shortened to fit the node timeout: ``agents.fencing``) that
-any local change cancels. A request with news never
-long-polls: its reply carries the acks, and a busy log would otherwise keep
-cancelling its own acks.
+any local change cancels; the server applies the states it carries at once and answers
+when the node has something to do, so a node that reports ends and gets new work
+makes one request for both. A cancelled request is repeated by the next one (the
+server takes a report twice as once).
 """
 
 from __future__ import annotations
@@ -69,6 +74,8 @@ EXIT_OK = 0
 EXIT_CONFIG = 2  # a bad --gpus spec, or NVML missing under --gpus nvml
 EXIT_AUTH = 77  # the server refused the token (sysexits EX_NOPERM)
 WATCH_INTERVAL_S = 0.1
+WAKE_COALESCE_S = 0.01  # after a SIGCHLD, how long the watch waits for other exits
+START_REPORT_DELAY_S = 1.5 * WATCH_INTERVAL_S  # a start's news waits for one watch pass
 RETRY_MIN_S = 0.2
 FINAL_SYNC_TIMEOUT_S = 5.0
 SHUTDOWN_MARGIN_S = 5.0  # waited past the longest grace period for SIGKILLed groups
@@ -131,11 +138,13 @@ class Agent:
         self._log_seen: dict[int, int] = {}  # attempt id -> log size the watch saw
         self._forgotten: dict[int, bool] = {}  # ended here; value: a re-launch was logged
         self._wake = asyncio.Event()
+        self._child_exited = asyncio.Event()  # set on SIGCHLD (when handling signals)
         self._stop_requested = asyncio.Event()
         self._exit_code = EXIT_OK
         self._fresh = True  # the next sync is short: the first one, or after a failure
         self._log_backlog = False
         self._last_short_at = -math.inf
+        self._last_start_at = -math.inf
         self._retry_s = RETRY_MIN_S
         self._down_since: float | None = None
         self._node_state: str | None = None
@@ -152,6 +161,8 @@ class Agent:
         stop_signals = (signal.SIGTERM, signal.SIGINT) if handle_signals else ()
         for sig in stop_signals:
             loop.add_signal_handler(sig, self.request_stop)
+        if handle_signals:  # an attempt's exit starts a watch pass at once
+            loop.add_signal_handler(signal.SIGCHLD, self._child_exited.set)
         node, server = self._node, self._config.server
         log.info("agent %s up: %d GPUs, server %s", node.name, len(node.gpus), server)
         loops: list[asyncio.Task[None]] = []
@@ -172,6 +183,8 @@ class Agent:
             self._backend.close()
             for sig in stop_signals:
                 loop.remove_signal_handler(sig)
+            if handle_signals:
+                loop.remove_signal_handler(signal.SIGCHLD)
         log.info("agent %s stopped", self._node.name)
         return self._exit_code
 
@@ -179,20 +192,35 @@ class Agent:
         sample_s = self._config.sample_interval_s
         return [
             asyncio.create_task(self._sync_loop()),
-            asyncio.create_task(self._every("watch", WATCH_INTERVAL_S, self._watch_once)),
+            asyncio.create_task(
+                self._every("watch", WATCH_INTERVAL_S, self._watch_once, self._child_exited)
+            ),
             asyncio.create_task(self._every("sample", sample_s, self._sample_once)),
         ]
 
     async def _every(
-        self, name: str, interval_s: float, body: Callable[[], Awaitable[None]]
+        self,
+        name: str,
+        interval_s: float,
+        body: Callable[[], Awaitable[None]],
+        wake: asyncio.Event | None = None,
     ) -> None:
-        """Run ``body`` every ``interval_s``; a failure is logged and the loop goes on."""
+        """Run ``body`` every ``interval_s``, or soon after ``wake`` is set; a failure is
+        logged and the loop goes on."""
         while True:
+            if wake is not None:
+                wake.clear()
             try:
                 await body()
             except Exception:
                 log.exception("the %s loop failed; it goes on", name)
-            await asyncio.sleep(interval_s)
+            if wake is None:
+                await asyncio.sleep(interval_s)
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), interval_s)
+            if wake.is_set():  # the other exits of the moment come in the same pass
+                await asyncio.sleep(WAKE_COALESCE_S)
 
     # --- watch and sample -------------------------------------------------------------
 
@@ -235,11 +263,11 @@ class Agent:
 
     async def _sync_once(self) -> None:
         self._wake.clear()
-        pause_s = self._log_pause_s()
+        pause_s = self._pause_s()
         if pause_s > 0:
             await self._wait_wake(pause_s)
             return
-        short = self._fresh or self._has_state_news() or self._has_log_news()
+        short = self._fresh or self._log_backlog or self._has_log_news()
         long_poll_s = self._fence.long_poll_s(self._config.long_poll_s, self._runner.views())
         req = self._request(wait_s=0.0 if short else long_poll_s)
         sent_at = self._clock()
@@ -267,17 +295,31 @@ class Agent:
             self._received(req, reply)
             self._apply(reply)
 
-    def _log_pause_s(self) -> float:
-        """How long to hold a sync whose only news is log bytes (0: go now)."""
-        if self._fresh or self._log_backlog or self._has_state_news() or not self._has_log_news():
+    def _pause_s(self) -> float:
+        """How long to hold a sync whose only news may wait (0: go now): attempts that
+        just started, until the next watch pass; log bytes, until the flush interval."""
+        if self._fresh or self._log_backlog:
+            return 0.0
+        news = self._state_news()
+        if news:
+            started = all(
+                view.state is AttemptState.RUNNING and view.attempt_id not in self._delivered
+                for view in news
+            )
+            if not started:
+                return 0.0  # an end, a stop, a failed launch: at once
+            return self._last_start_at + START_REPORT_DELAY_S - self._clock()
+        if not self._has_log_news():
             return 0.0
         return self._last_short_at + self._config.log_flush_interval_s - self._clock()
 
-    def _has_state_news(self) -> bool:
-        return any(
-            self._delivered.get(view.attempt_id) != (view.state, view.exit_code)
+    def _state_news(self) -> list[AttemptView]:
+        """The attempts whose (state, exit code) the server has not received."""
+        return [
+            view
             for view in self._runner.views()
-        )
+            if self._delivered.get(view.attempt_id) != (view.state, view.exit_code)
+        ]
 
     def _has_log_news(self) -> bool:
         return any(
@@ -380,6 +422,7 @@ class Agent:
                 nodes,
             )
         view = self._runner.start(launch)
+        self._last_start_at = self._clock()
         self._progress.watch(launch)
         ids = (attempt_id, launch.job_id)
         if view.state is AttemptState.LAUNCH_FAILED:

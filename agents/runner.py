@@ -48,6 +48,7 @@ from agents.orphans import (
     JOB_ID_ENV,
     WARNING_OUTCOMES,
     Orphan,
+    live_groups,
     read_record,
     record_process,
     signal_attempt,
@@ -110,6 +111,24 @@ def _leader_exited(pid: int) -> bool:
     except ChildProcessError:
         return True  # already reaped by someone else
     return info is not None
+
+
+def _kill_leftovers(leaders: list[int]) -> None:
+    """SIGKILL what the attempts led by ``leaders`` (exited, not reaped) left running.
+
+    ``signal_attempt`` for many at once: each group gets the signal, then one scan of
+    /proc finds the rest of their sessions (a scan per exit would cost a busy node more
+    than the exits themselves)."""
+    if not leaders:
+        return
+    for leader in leaders:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(leader, signal.SIGKILL)
+    groups = live_groups()  # by group and by session; the zombie leaders are not in it
+    for leader in leaders:
+        for pid in groups.get(leader, ()):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def _exit_message(attempt: _Attempt, exit_code: int) -> str:
@@ -288,24 +307,25 @@ class Runner:
 
     def poll(self) -> list[int]:
         """Reap exited attempts, send the others what is due; the ids that just EXITED."""
-        exited: list[int] = []
-        for attempt in self._attempts.values():
-            if attempt.popen is None or attempt.state not in LIVE_STATES:
-                continue
-            pid = attempt.popen.pid
-            if _leader_exited(pid):
-                signal_attempt(pid, signal.SIGKILL)  # its leftovers, before the reap
-                exit_code = attempt.popen.wait()
-                self._drop_record(attempt.attempt_id)
-                if attempt.ray:
-                    remove_leftovers(self.attempt_dir(attempt.attempt_id) / RAY_STATE_FILE)
-                attempt.state, attempt.exit_code = AttemptState.EXITED, exit_code
-                attempt.message = _exit_message(attempt, exit_code)
-                attempt.kill_at = attempt.term_at = attempt.limit_notice = None
-                exited.append(attempt.attempt_id)
-            else:
+        live = [
+            (attempt, attempt.popen)
+            for attempt in self._attempts.values()
+            if attempt.popen is not None and attempt.state in LIVE_STATES
+        ]
+        ended = [(attempt, popen) for attempt, popen in live if _leader_exited(popen.pid)]
+        _kill_leftovers([popen.pid for _, popen in ended])  # before the reaps
+        for attempt, popen in ended:
+            exit_code = popen.wait()
+            self._drop_record(attempt.attempt_id)
+            if attempt.ray:
+                remove_leftovers(self.attempt_dir(attempt.attempt_id) / RAY_STATE_FILE)
+            attempt.state, attempt.exit_code = AttemptState.EXITED, exit_code
+            attempt.message = _exit_message(attempt, exit_code)
+            attempt.kill_at = attempt.term_at = attempt.limit_notice = None
+        for attempt, _ in live:
+            if attempt.state in LIVE_STATES:
                 self._send_due(attempt)
-        return exited
+        return [attempt.attempt_id for attempt, _ in ended]
 
     def _send_due(self, attempt: _Attempt) -> None:
         """Send a live attempt what is due: the SIGTERM after a stop's notice, the

@@ -13,11 +13,13 @@ project's control-plane notes), each the median of ``--runs`` runs:
 | drain mix | the same with 1/2/4/8-GPU jobs; and the GPU time left free while a job fit |
 | start latency | submit → the job's first command (it writes a timestamp), idle cluster |
 | array | ``submit --array 0-(N-1)`` of ``true``, from the submit until all ended |
-| CLI wall | one ``corral submit`` process, start to exit |
+| CLI wall | one ``corral submit -g 1 -- true`` process, start to exit (p50, min, max) |
 
     python benchmarks/control_plane.py              # 1,000 jobs per phase, 3 runs
     python benchmarks/control_plane.py --quick      # a smoke run: small and once
+    python benchmarks/control_plane.py --phases submit --cli-jobs 15 --jobs 10 --runs 1
     python benchmarks/control_plane.py --json out.json
+    python benchmarks/control_plane.py --phases drain,mix --runs 1   # the drains only
 
 Times are wall-clock on a machine the server, the agents and the benchmark share.
 """
@@ -37,6 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a clean checkout
 
 from benchmarks.packing import packing
@@ -51,6 +55,7 @@ LIVE = ["pending", "starting", "running", "stopping"]
 MIX = (1, 2, 4, 8)
 SERVER_ARGS = ("--log-level", "warning")
 DRAIN_TIMEOUT_S = 1800.0
+PHASES = ("submit", "drain", "mix", "latency", "array")  # in the order they run
 # tuned Slurm 22.05 on this machine (16 slurmd x 8 fake GPUs), for the table
 SLURM_TUNED = {
     "submit_cli_jobs_per_s": 140.0,
@@ -67,6 +72,7 @@ class Sizes:
     cli_jobs: int  # corral submit processes in the CLI submit phase
     probes: int  # start-latency probes and CLI wall samples
     runs: int
+    phases: frozenset[str] = frozenset(PHASES)
 
 
 def true_job(gpus: int = 1) -> JobSpec:
@@ -86,12 +92,24 @@ def cli_env(cluster: LocalCluster) -> dict[str, str]:
 
 
 def run_cli_submit(env: dict[str, str]) -> float:
-    """One ``corral submit -- true`` process; its wall time in seconds."""
+    """One ``corral submit -g 1 -- true`` process; its wall time in seconds."""
     started = time.perf_counter()
     subprocess.run(
-        corral_argv("submit", "--", "true"), env=env, check=True, stdout=subprocess.DEVNULL
+        corral_argv("submit", "-g", "1", "--", "true"),
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
     )
     return time.perf_counter() - started
+
+
+def cli_wall_figures(walls: list[float]) -> dict[str, float]:
+    """p50, min and max of ``corral submit`` process walls, in milliseconds."""
+    return {
+        "cli_submit_wall_p50_ms": statistics.median(walls) * 1000,
+        "cli_submit_wall_min_ms": min(walls) * 1000,
+        "cli_submit_wall_max_ms": max(walls) * 1000,
+    }
 
 
 # -- phases ---------------------------------------------------------------------------
@@ -110,26 +128,59 @@ def submit_phases(workdir: Path, sizes: Sizes) -> dict[str, float]:
             batch_s = time.perf_counter() - started
     return {
         "submit_cli_jobs_per_s": len(walls) / sum(walls),
-        "cli_submit_wall_p50_ms": statistics.median(walls) * 1000,
+        **cli_wall_figures(walls),
         "submit_batch_jobs_per_s": sizes.jobs / batch_s,
     }
 
 
-def drain(client: CorralClient, specs: list[JobSpec]) -> tuple[float, list[int]]:
+def cpu_s(pids: list[int]) -> float:
+    """CPU seconds (user + system) the processes and their reaped children used so far."""
+    total = 0.0
+    for pid in pids:
+        times = psutil.Process(pid).cpu_times()
+        total += times.user + times.system + times.children_user + times.children_system
+    return total
+
+
+@dataclass(frozen=True)
+class Drained:
+    jobs_per_s: float
+    ids: list[int]
+    server_cpu_ms: float  # per job
+    agents_cpu_ms: float  # per job, the attempts' processes included
+
+    def figures(self, phase: str) -> dict[str, float]:
+        return {
+            f"{phase}_jobs_per_s": self.jobs_per_s,
+            f"{phase}_server_cpu_ms_per_job": self.server_cpu_ms,
+            f"{phase}_agents_cpu_ms_per_job": self.agents_cpu_ms,
+        }
+
+
+def drain(cluster: LocalCluster, client: CorralClient, specs: list[JobSpec]) -> Drained:
+    assert cluster.server is not None
+    server, agents = [cluster.server.popen.pid], [a.popen.pid for a in cluster.agents.values()]
+    cpu_before = cpu_s(server), cpu_s(agents)
     started = time.perf_counter()
     ids = client.submit_batch(specs).job_ids
     wait_until_drained(client)
-    return len(specs) / (time.perf_counter() - started), ids
+    wall_s = time.perf_counter() - started
+    per_job_ms = 1000 / len(specs)
+    return Drained(
+        jobs_per_s=len(specs) / wall_s,
+        ids=ids,
+        server_cpu_ms=(cpu_s(server) - cpu_before[0]) * per_job_ms,
+        agents_cpu_ms=(cpu_s(agents) - cpu_before[1]) * per_job_ms,
+    )
 
 
-def drain_mix(client: CorralClient, sizes: Sizes) -> dict[str, float]:
+def drain_mix(cluster: LocalCluster, client: CorralClient, sizes: Sizes) -> dict[str, float]:
     specs = [true_job(MIX[i % len(MIX)]) for i in range(sizes.jobs)]
-    rate, ids = drain(client, specs)
-    jobs = [client.get_job(job_id) for job_id in ids]
+    drained = drain(cluster, client, specs)
+    jobs = [client.get_job(job_id) for job_id in drained.ids]
     nodes = {f"bench-{n:02d}": GPUS_PER_AGENT for n in range(AGENTS)}
     result = packing(jobs, nodes)
-    return {
-        "drain_mix_jobs_per_s": rate,
+    return drained.figures("drain_mix") | {
         "drain_mix_idle_while_needed_pct": 100 * result.idle_fraction,
         "drain_mix_rounds_leaving_a_fit_pct": 100 * result.rounds_leaving_a_fit / result.rounds
         if result.rounds
@@ -158,6 +209,9 @@ def array_phase(client: CorralClient, jobs: int) -> dict[str, float]:
 
 
 def cluster_phases(workdir: Path, sizes: Sizes) -> dict[str, float]:
+    figures: dict[str, float] = {}
+    if not sizes.phases & {"drain", "mix", "latency", "array"}:
+        return figures
     with LocalCluster(workdir / "cluster", server_args=SERVER_ARGS) as cluster:
         cluster.start_server()
         names = [f"bench-{n:02d}" for n in range(AGENTS)]
@@ -165,17 +219,23 @@ def cluster_phases(workdir: Path, sizes: Sizes) -> dict[str, float]:
             cluster.start_agent(name, GPU_SPEC, "--log-level", "warning")
         cluster.wait_for_nodes(names, timeout_s=120)
         with cluster.client(timeout_s=300) as client:
-            figures = {"drain_1gpu_jobs_per_s": drain(client, [true_job()] * sizes.jobs)[0]}
-            figures |= drain_mix(client, sizes)
-            figures |= start_latency(client, workdir, sizes.probes)
-            figures |= array_phase(client, sizes.jobs)
+            if "drain" in sizes.phases:
+                drained = drain(cluster, client, [true_job()] * sizes.jobs)
+                figures |= drained.figures("drain_1gpu")
+            if "mix" in sizes.phases:
+                figures |= drain_mix(cluster, client, sizes)
+            if "latency" in sizes.phases:
+                figures |= start_latency(client, workdir, sizes.probes)
+            if "array" in sizes.phases:
+                figures |= array_phase(client, sizes.jobs)
     return figures
 
 
 def one_run(sizes: Sizes) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="corral-bench-") as tmp:
         workdir = Path(tmp)
-        return submit_phases(workdir, sizes) | cluster_phases(workdir, sizes)
+        submitted = submit_phases(workdir, sizes) if "submit" in sizes.phases else {}
+        return submitted | cluster_phases(workdir, sizes)
 
 
 # -- report -----------------------------------------------------------------------------
@@ -184,12 +244,18 @@ ROWS: list[tuple[str, str, Callable[[float], str]]] = [
     ("submit_cli_jobs_per_s", "submit, one `corral submit` per job", "{:.1f} jobs/s".format),
     ("submit_batch_jobs_per_s", "submit, batch endpoint", "{:.0f} jobs/s".format),
     ("drain_1gpu_jobs_per_s", "drain 1-GPU `true` jobs", "{:.0f} jobs/s".format),
+    ("drain_1gpu_server_cpu_ms_per_job", "  server CPU per job", "{:.1f} ms".format),
+    ("drain_1gpu_agents_cpu_ms_per_job", "  agents CPU per job", "{:.1f} ms".format),
     ("drain_mix_jobs_per_s", "drain a 1/2/4/8-GPU mix", "{:.0f} jobs/s".format),
+    ("drain_mix_server_cpu_ms_per_job", "  server CPU per job", "{:.1f} ms".format),
+    ("drain_mix_agents_cpu_ms_per_job", "  agents CPU per job", "{:.1f} ms".format),
     ("drain_mix_idle_while_needed_pct", "  GPU time idle while a job fit", "{:.1f} %".format),
     ("drain_mix_rounds_leaving_a_fit_pct", "  cycles that left a job that fit", "{:.1f} %".format),
     ("start_latency_p50_ms", "submit -> first command, p50", "{:.0f} ms".format),
     ("array_jobs_per_s", "job array, submit -> all done", "{:.0f} jobs/s".format),
     ("cli_submit_wall_p50_ms", "`corral submit` process wall, p50", "{:.0f} ms".format),
+    ("cli_submit_wall_min_ms", "  min", "{:.0f} ms".format),
+    ("cli_submit_wall_max_ms", "  max", "{:.0f} ms".format),
 ]
 
 
@@ -203,6 +269,8 @@ def print_table(figures: dict[str, float], sizes: Sizes) -> None:
     print(f"| {'phase':<36} | {'corral':>12} | {'Slurm tuned':>12} |")
     print(f"|{'-' * 38}|{'-' * 14}|{'-' * 14}|")
     for key, label, fmt in ROWS:
+        if key not in figures:  # a phase not run
+            continue
         slurm = SLURM_TUNED.get(key)
         theirs = fmt(slurm) if slurm is not None else ""
         print(f"| {label:<36} | {fmt(figures[key]):>12} | {theirs:>12} |")
@@ -216,13 +284,22 @@ def parse_args(argv: list[str] | None) -> tuple[Sizes, Path | None]:
     parser.add_argument("--cli-jobs", type=int, help="corral submit processes [--jobs]")
     parser.add_argument("--probes", type=int, help="start-latency probes [30]")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument(
+        "--phases",
+        default=",".join(PHASES),
+        help=f"comma-separated phases to run, of {','.join(PHASES)} [all]",
+    )
     args = parser.parse_args(argv)
+    phases = frozenset(name.strip() for name in args.phases.split(",") if name.strip())
+    if not phases or not phases <= set(PHASES):
+        parser.error(f"--phases: choose from {','.join(PHASES)}, not {args.phases!r}")
     jobs = args.jobs or (100 if args.quick else 1000)
     sizes = Sizes(
         jobs=jobs,
         cli_jobs=args.cli_jobs or (20 if args.quick else jobs),
         probes=args.probes or (5 if args.quick else 30),
         runs=args.runs or (1 if args.quick else 3),
+        phases=phases,
     )
     return sizes, args.json
 
@@ -235,7 +312,8 @@ def main(argv: list[str] | None = None) -> None:
         runs.append(one_run(sizes))
     figures = median_of(runs)
     print_table(figures, sizes)
-    report: dict[str, Any] = {"sizes": sizes.__dict__, "median": figures, "runs": runs}
+    sized = {**sizes.__dict__, "phases": [p for p in PHASES if p in sizes.phases]}
+    report: dict[str, Any] = {"sizes": sized, "median": figures, "runs": runs}
     print(json.dumps(report, indent=2))
     if json_path is not None:
         json_path.write_text(json.dumps(report, indent=2))

@@ -2,13 +2,16 @@
 
 Each loop has ``name``, ``interval_s`` and a blocking ``run_once()`` (it runs in a
 worker thread: database work must not block the event loop). ``wake`` optionally
-names an asyncio.Event that starts the next pass before the interval is over.
+names an asyncio.Event that starts the next pass before the interval is over, but no
+sooner than ``min_gap_s`` after the previous pass began: the events of a busy moment
+are taken in one pass, not one pass each (an idle loop still answers an event at once).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -21,6 +24,7 @@ class Loop:
     interval_s: float
     run_once: Callable[[], object]
     wake: Callable[[], asyncio.Event] | None = None  # the event to wait on, looked up each pass
+    min_gap_s: float = 0.0  # from the start of one pass to the start of the next, at least
 
 
 async def run_loop(loop: Loop, stopping: asyncio.Event) -> None:
@@ -29,6 +33,7 @@ async def run_loop(loop: Loop, stopping: asyncio.Event) -> None:
         event = loop.wake() if loop.wake else None
         if event is not None:
             event.clear()
+        began = time.monotonic()
         try:
             await asyncio.to_thread(loop.run_once)
             if failures:
@@ -39,6 +44,9 @@ async def run_loop(loop: Loop, stopping: asyncio.Event) -> None:
             if failures == 1 or failures % 30 == 0:
                 log.exception("loop %s failed (%d in a row); it goes on", loop.name, failures)
         await _sleep(loop.interval_s, event, stopping)
+        gap_left_s = began + loop.min_gap_s - time.monotonic()
+        if gap_left_s > 0:  # woken early: let the other events of the moment come too
+            await _sleep(gap_left_s, None, stopping)
 
 
 async def _sleep(interval_s: float, event: asyncio.Event | None, stopping: asyncio.Event) -> None:

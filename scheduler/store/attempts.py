@@ -43,9 +43,11 @@ from scheduler.store.models import (
 )
 from scheduler.store.node_health import drain_if_bad
 from scheduler.store.retries import move_job
-from scheduler.store.transitions import record_event, transition_job
+from scheduler.store.transitions import record_event, transition_job, transition_jobs
 
 PARTS = cast(Table, AttemptPartRow.__table__)
+ATTEMPTS = cast(Table, AttemptRow.__table__)
+JOBS = cast(Table, JobRow.__table__)
 ALLOCATIONS = cast(Table, AllocationRow.__table__)
 FINAL_PARTS = frozenset({PartState.EXITED, PartState.LOST})
 R = TerminationReason
@@ -77,7 +79,7 @@ def create_attempt(
     one-live-allocation-per-GPU index); callers run this inside a savepoint.
     """
     number = job.attempts_count + 1
-    names = ", ".join(n.name for n in nodes)
+    names = _names(nodes)
     if not transition_job(
         session,
         job.id,
@@ -101,41 +103,115 @@ def create_attempt(
     )
     session.add(attempt)
     session.flush()
+    _insert_parts(session, [(attempt.id, NewAttempt(job.id, nodes, gpus))], now)
+    return attempt
+
+
+@dataclass(frozen=True)
+class NewAttempt:
+    """A placement, resolved: ``job_id`` on ``nodes`` (rank = position) with
+    ``gpus[node name] = [(index, uuid)]``."""
+
+    job_id: int
+    nodes: list[NodeRow]
+    gpus: dict[str, list[tuple[int, str]]]
+
+    @property
+    def gpu_count(self) -> int:
+        return sum(len(held) for held in self.gpus.values())
+
+
+def create_attempts(session: Session, new: list[NewAttempt], now: datetime) -> set[int]:
+    """``create_attempt`` for many pending jobs in a few statements; the job ids placed.
+
+    The jobs move pending -> starting in one compare-and-set (``transition_jobs``: one
+    event each); a job no longer pending is left out. Their attempts, parts and
+    allocations go in one insert per table. A GPU already allocated fails the whole
+    allocations insert (IntegrityError): callers run this inside a savepoint and, on
+    that error, place the jobs one at a time (``create_attempt``) to drop only the
+    placement that lost."""
+    wanted = {item.job_id: item for item in new}
+    connection = session.connection()
+    counts = connection.execute(
+        select(JOBS.c.id, JOBS.c.attempts_count).where(
+            JOBS.c.id.in_(list(wanted)), JOBS.c.status == JobStatus.PENDING
+        )
+    )
+    numbers = {job_id: count + 1 for job_id, count in counts}
+    moved = transition_jobs(
+        session,
+        list(numbers),
+        JobStatus.PENDING,
+        JobStatus.STARTING,
+        now=now,
+        message=lambda j: f"attempt {numbers[j]} placed on {_names(wanted[j].nodes)}",
+        attempts_count=JOBS.c.attempts_count + 1,  # the leader's cycle alone changes it
+        wait_reason=None,
+        wait_message=None,
+        wait_position=None,
+        wait_estimated_start=None,
+        not_before=None,
+        termination_reason=None,  # those of the previous attempt no longer describe the job
+        exit_code=None,
+    )
+    if not moved:
+        return set()
+    rows = [
+        {
+            "job_id": job_id,
+            "number": numbers[job_id],
+            "status": AttemptStatus.STARTING,
+            "created_at": now,
+            "gpu_count": wanted[job_id].gpu_count,
+        }
+        for job_id in sorted(moved)
+    ]
+    inserted = connection.execute(
+        insert(ATTEMPTS).returning(ATTEMPTS.c.id, ATTEMPTS.c.job_id), rows
+    )
+    _insert_parts(session, [(attempt_id, wanted[job_id]) for attempt_id, job_id in inserted], now)
+    return moved
+
+
+def _names(nodes: list[NodeRow]) -> str:
+    return ", ".join(n.name for n in nodes)
+
+
+def _insert_parts(session: Session, attempts: list[tuple[int, NewAttempt]], now: datetime) -> None:
+    """The attempts' parts and allocations: Core inserts, many rows per statement; a GPU
+    already live fails the second one."""
     parts = [
-        {"attempt_id": attempt.id, "node_id": n.id, "rank": rank, "state": PartState.PENDING}
-        for rank, n in enumerate(nodes)
+        {"attempt_id": attempt_id, "node_id": n.id, "rank": rank, "state": PartState.PENDING}
+        for attempt_id, item in attempts
+        for rank, n in enumerate(item.nodes)
     ]
     allocations = [
         {
-            "attempt_id": attempt.id,
+            "attempt_id": attempt_id,
             "node_id": n.id,
             "gpu_index": index,
             "gpu_uuid": uuid,
             "created_at": now,
         }
-        for n in nodes
-        for index, uuid in gpus.get(n.name, [])
+        for attempt_id, item in attempts
+        for n in item.nodes
+        for index, uuid in item.gpus.get(n.name, [])
     ]
-    # Core inserts, many rows per statement; a GPU already live fails the second one
     connection = session.connection()
-    connection.execute(insert(PARTS), parts)
+    if parts:
+        connection.execute(insert(PARTS), parts)
     if allocations:
         connection.execute(insert(ALLOCATIONS), allocations)
-    return attempt
 
 
 def release_part(session: Session, part: AttemptPartRow, now: datetime) -> None:
-    _release(session, now, attempt_id=part.attempt_id, node_id=part.node_id)
-
-
-def _release(session: Session, now: datetime, *, attempt_id: int, node_id: int | None) -> None:
-    """Release the attempt's live allocations (on one node, or all): a Core UPDATE, as no
-    allocation row is held by the session."""
+    """Release the part's live allocations (its attempt's GPUs on its node): a Core
+    UPDATE, as no allocation row is held by the session."""
     stmt = update(ALLOCATIONS).where(
-        ALLOCATIONS.c.attempt_id == attempt_id, ALLOCATIONS.c.released_at.is_(None)
+        ALLOCATIONS.c.attempt_id == part.attempt_id,
+        ALLOCATIONS.c.node_id == part.node_id,
+        ALLOCATIONS.c.released_at.is_(None),
     )
-    if node_id is not None:
-        stmt = stmt.where(ALLOCATIONS.c.node_id == node_id)
     session.connection().execute(stmt.values(released_at=now))
 
 
@@ -222,7 +298,14 @@ def part_exited(
     now: datetime,
     retry: RetrySettings,
 ) -> Effects:
-    """An agent reported the part's process gone: free its GPUs, maybe end the attempt."""
+    """An agent reported the part's process gone: free its GPUs, maybe end the attempt.
+
+    A process with an exit code ran, even when it ended before its agent reported it
+    running (an agent reports a quick one's end first): it then started now at the
+    latest, and its attempt and job run before they end."""
+    if part.state is PartState.PENDING and exit_code is not None and not launch_failed:
+        part.started_at = now
+        mark_running(session, part.attempt, now)
     part.state = PartState.EXITED
     part.exit_code = exit_code
     part.stopped_by_agent = stopped_by_agent
@@ -304,9 +387,9 @@ def finish_if_done(
     attempt.status = AttemptStatus.ENDED
     attempt.reason = reason
     attempt.exit_code = exit_code
-    attempt.ended_at = now
-    _release(session, now, attempt_id=attempt.id, node_id=None)
-    job = get_job(session, attempt.job_id, for_update=True)
+    attempt.ended_at = now  # its GPUs went back part by part, as each part became final
+    with session.no_autoflush:  # the parts' and attempt's changes go in one flush later
+        job = get_job(session, attempt.job_id, for_update=True)
     job.attained_gpu_s += gpu_seconds(attempt, now)
     move_job(session, job, previous, attempt, now, retry)
     return Effects(schedule=True)
@@ -338,12 +421,18 @@ def live_parts_on_node(session: Session, node_id: int) -> list[AttemptPartRow]:
 
 
 def overdue_attempts(session: Session, now: datetime) -> list[tuple[AttemptRow, int]]:
-    """Running attempts past their job's time limit, with that limit in seconds."""
-    stmt = select(AttemptRow).where(AttemptRow.status == AttemptStatus.RUNNING)
-    overdue = []
-    for attempt in session.scalars(stmt).unique():
-        limit_s = attempt.job.spec.get("time_limit_s")
-        began = attempt.started_at or attempt.created_at
-        if limit_s and now - began >= timedelta(seconds=int(limit_s)):
-            overdue.append((attempt, int(limit_s)))
-    return overdue
+    """Running attempts past their job's time limit, with that limit in seconds.
+
+    Runs every second: the running attempts are read as plain columns in one query
+    (not as rows, each loading its job), and only the overdue ones are loaded."""
+    stmt = (
+        select(AttemptRow.id, AttemptRow.started_at, AttemptRow.created_at, JobRow.spec)
+        .join(JobRow, JobRow.id == AttemptRow.job_id)
+        .where(AttemptRow.status == AttemptStatus.RUNNING)
+    )
+    due: list[tuple[int, int]] = []
+    for attempt_id, started_at, created_at, spec in session.execute(stmt):
+        limit_s = spec.get("time_limit_s")
+        if limit_s and now - (started_at or created_at) >= timedelta(seconds=int(limit_s)):
+            due.append((attempt_id, int(limit_s)))
+    return [(session.get_one(AttemptRow, attempt_id), limit_s) for attempt_id, limit_s in due]

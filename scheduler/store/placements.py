@@ -1,9 +1,11 @@
 """Apply a policy's decisions in one write transaction: placements become attempts and
 allocations, preemptions become stop requests, waits get their reason and place in line.
 
-Each placement runs in its own savepoint: a job that changed meanwhile (cancelled) or
-a GPU that is no longer free (the schema's one-live-allocation index refuses it) only
-drops that placement, never the cycle. A preemption of an attempt that ended or was
+The placements go in together, a few statements for all (``create_attempts``), in one
+savepoint: a job that changed meanwhile (cancelled) is left out by its compare-and-set.
+A GPU that is no longer free (the schema's one-live-allocation index refuses it) fails
+the savepoint; then each placement runs in a savepoint of its own, so that only the one
+that lost is dropped, never the cycle. A preemption of an attempt that ended or was
 already asked to stop since the snapshot is dropped the same way. The nodes to wake
 come back as ``Effects``: the caller notifies them after the commit.
 """
@@ -17,11 +19,17 @@ from typing import cast
 
 from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from scheduler.domain.decisions import Decisions, Placement, Preemption, Wait
 from scheduler.domain.status import AttemptStatus, JobStatus, TerminationReason
-from scheduler.store.attempts import Effects, create_attempt, request_stop
+from scheduler.store.attempts import (
+    Effects,
+    NewAttempt,
+    create_attempt,
+    create_attempts,
+    request_stop,
+)
 from scheduler.store.models import AttemptRow, JobRow, NodeRow
 
 log = logging.getLogger("corral.store.placements")
@@ -40,11 +48,11 @@ class Applied:
 
 def apply_decisions(session: Session, decisions: Decisions, now: datetime) -> Applied:
     applied = Applied()
-    nodes = {n.name: n for n in session.scalars(select(NodeRow)).unique()}
-    for placement in decisions.placements:
-        if _place(session, placement, nodes, now):
-            applied.effects.nodes |= set(placement.nodes)
-            applied.placed += 1
+    with_gpus = select(NodeRow).options(selectinload(NodeRow.gpus))  # not one query per node
+    nodes = {n.name: n for n in session.scalars(with_gpus)}
+    for placement in _place_all(session, decisions.placements, nodes, now):
+        applied.effects.nodes |= set(placement.nodes)
+        applied.placed += 1
     for preemption in decisions.preemptions:
         effects = _preempt(session, preemption, now)
         if effects is not None:
@@ -54,20 +62,38 @@ def apply_decisions(session: Session, decisions: Decisions, now: datetime) -> Ap
     return applied
 
 
-def _place(
-    session: Session, placement: Placement, nodes: dict[str, NodeRow], now: datetime
-) -> bool:
-    job = session.get(JobRow, placement.job_id, with_for_update={"of": JobRow})
-    if job is None or job.status is not JobStatus.PENDING:
-        return False
-    chosen = [nodes[name] for name in placement.nodes]
-    gpus: dict[str, list[tuple[int, str]]] = {}
-    for ref in placement.gpus:
-        uuid = next(g.uuid for g in nodes[ref.node].gpus if g.index == ref.index)
-        gpus.setdefault(ref.node, []).append((ref.index, uuid))
+def _place_all(
+    session: Session, placements: tuple[Placement, ...], nodes: dict[str, NodeRow], now: datetime
+) -> list[Placement]:
+    """The placements that became attempts: all in one go, else one at a time."""
+    if not placements:
+        return []
+    new = [_resolve(placement, nodes) for placement in placements]
     try:
         with session.begin_nested():
-            attempt = create_attempt(session, job, chosen, gpus, now)
+            placed = create_attempts(session, new, now)
+    except IntegrityError:
+        log.info("a placement lost a race for its GPUs; placing one job at a time")
+        return [p for p, item in zip(placements, new, strict=True) if _place(session, item, now)]
+    return [p for p in placements if p.job_id in placed]
+
+
+def _resolve(placement: Placement, nodes: dict[str, NodeRow]) -> NewAttempt:
+    """The placement with its node rows and each GPU's uuid."""
+    uuids = {(name, g.index): g.uuid for name in placement.nodes for g in nodes[name].gpus}
+    gpus: dict[str, list[tuple[int, str]]] = {}
+    for ref in placement.gpus:
+        gpus.setdefault(ref.node, []).append((ref.index, uuids[ref.node, ref.index]))
+    return NewAttempt(placement.job_id, [nodes[name] for name in placement.nodes], gpus)
+
+
+def _place(session: Session, item: NewAttempt, now: datetime) -> bool:
+    job = session.get(JobRow, item.job_id, with_for_update={"of": JobRow})
+    if job is None or job.status is not JobStatus.PENDING:
+        return False
+    try:
+        with session.begin_nested():
+            attempt = create_attempt(session, job, item.nodes, item.gpus, now)
     except IntegrityError:
         log.warning("placement of job %s lost a race for its GPUs; retried next cycle", job.id)
         session.expire(job)

@@ -8,6 +8,7 @@ GPU-seconds before it, and whether a stop was already asked (``stopping``).
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
@@ -29,6 +30,7 @@ from scheduler.domain.status import LIVE_ATTEMPT, AttemptStatus, JobStatus, Node
 from scheduler.store.models import (
     AllocationRow,
     AttemptRow,
+    GpuRow,
     JobRow,
     NodeRow,
     QueueRow,
@@ -38,9 +40,13 @@ from scheduler.store.nodes import NODE_LOST
 
 
 def node_state(node: NodeRow) -> NodeState:
-    if node.state == NODE_LOST:
+    return _node_state(node.state, node.drained)
+
+
+def _node_state(state: str, drained: bool) -> NodeState:
+    if state == NODE_LOST:
         return NodeState.LOST
-    return NodeState.DRAINED if node.drained else NodeState.UP
+    return NodeState.DRAINED if drained else NodeState.UP
 
 
 def request_of(spec: dict[str, object]) -> ResourceRequest:
@@ -60,57 +66,102 @@ def live_allocations(session: Session) -> dict[tuple[int, int], tuple[int, int]]
     return {(n, i): (j, a) for n, i, j, a in session.execute(stmt)}
 
 
-def node_views(session: Session, nodes: list[NodeRow] | None = None) -> tuple[NodeView, ...]:
-    nodes = nodes if nodes is not None else list(session.scalars(select(NodeRow)).unique())
+def node_views(session: Session) -> tuple[NodeView, ...]:
+    """Every node with its present GPUs, by name. Plain columns, not rows: the cycle and
+    each submit read them."""
     held = live_allocations(session)
-    views = []
-    for node in sorted(nodes, key=lambda n: n.name):
-        gpus = tuple(
-            GpuView(
-                index=g.index,
-                uuid=g.uuid,
-                gpu_type=g.gpu_type,
-                memory_mib=g.memory_total_mib,
-                healthy=g.healthy,
-                allocated_to=held.get((node.id, g.index), (None, None))[0],
-            )
-            for g in node.gpus
-            if g.present
+    gpus: dict[int, list[GpuView]] = defaultdict(list)
+    present = (
+        select(
+            GpuRow.node_id,
+            GpuRow.index,
+            GpuRow.uuid,
+            GpuRow.gpu_type,
+            GpuRow.memory_total_mib,
+            GpuRow.healthy,
         )
-        views.append(NodeView(name=node.name, state=node_state(node), gpus=gpus))
-    return tuple(views)
+        .where(GpuRow.present)
+        .order_by(GpuRow.node_id, GpuRow.index)
+    )
+    for node_id, index, uuid, gpu_type, memory_mib, healthy in session.execute(present):
+        gpus[node_id].append(
+            GpuView(
+                index=index,
+                uuid=uuid,
+                gpu_type=gpu_type,
+                memory_mib=memory_mib,
+                healthy=healthy,
+                allocated_to=held.get((node_id, index), (None, None))[0],
+            )
+        )
+    nodes = select(NodeRow.id, NodeRow.name, NodeRow.state, NodeRow.drained).order_by(NodeRow.name)
+    return tuple(
+        NodeView(name=name, state=_node_state(state, drained), gpus=tuple(gpus[node_id]))
+        for node_id, name, state, drained in session.execute(nodes)
+    )
+
+
+@dataclass(frozen=True)
+class _SpecFacts:
+    """What the policy needs of a job's spec (a spec never changes once submitted)."""
+
+    request: ResourceRequest
+    preemptible: bool
+    time_limit_s: int | None
+
+
+_SPEC_FACTS: dict[str, _SpecFacts] = {}  # spec digest -> its facts, for this process
+_SPEC_FACTS_MAX = 10_000
+
+
+def _spec_facts(session: Session, first_job: dict[str, int]) -> dict[str, _SpecFacts]:
+    """The facts of the specs with these digests (``digest -> a job that has it``):
+    parsed once per process and spec; a backlog repeats a few specs."""
+    missing = [job_id for digest, job_id in first_job.items() if digest not in _SPEC_FACTS]
+    if missing:
+        if len(_SPEC_FACTS) + len(missing) > _SPEC_FACTS_MAX:
+            _SPEC_FACTS.clear()
+        stmt = select(JobRow.spec_digest, JobRow.spec).where(JobRow.id.in_(missing))
+        for digest, spec in session.execute(stmt):
+            _SPEC_FACTS[digest] = _SpecFacts(
+                request=request_of(spec),
+                preemptible=bool(spec.get("preemptible", True)),
+                time_limit_s=spec.get("time_limit_s"),
+            )
+    return {digest: _SPEC_FACTS[digest] for digest in first_job}
 
 
 def _pending(session: Session) -> tuple[PendingJob, ...]:
     """Plain columns, not rows: the cycle reads every pending job each time it runs, and
-    loading them as ORM rows costs several times more than the policy's own work."""
+    loading them as ORM rows costs several times more than the policy's own work. The
+    spec itself is read once per process and digest, not each time (``_spec_facts``)."""
     stmt = (
         select(
             JobRow.id,
             QueueRow.name,
             JobRow.priority,
             JobRow.submitted_at,
-            JobRow.spec,
+            JobRow.spec_digest,
             JobRow.not_before,
             JobRow.attained_gpu_s,
         )
         .join(QueueRow, QueueRow.id == JobRow.queue_id)
         .where(JobRow.status == JobStatus.PENDING)
     )
-    requests: dict[str, ResourceRequest] = {}  # a backlog repeats a few shapes
+    rows = session.execute(stmt).all()
+    facts = _spec_facts(session, {row.spec_digest: row.id for row in rows})
     pending = []
-    for job_id, queue, priority, submitted_at, spec, not_before, attained in session.execute(stmt):
-        shape = repr(spec.get("resources"))
-        request = requests.get(shape) or requests.setdefault(shape, request_of(spec))
+    for job_id, queue, priority, submitted_at, digest, not_before, attained in rows:
+        spec = facts[digest]
         pending.append(
             PendingJob(
                 job_id=job_id,
                 queue=queue,
                 priority=priority,
                 submitted_at=submitted_at.timestamp(),
-                request=request,
-                preemptible=bool(spec.get("preemptible", True)),
-                time_limit_s=spec.get("time_limit_s"),
+                request=spec.request,
+                preemptible=spec.preemptible,
+                time_limit_s=spec.time_limit_s,
                 not_before=not_before.timestamp() if not_before else None,
                 attained_gpu_s=attained,
             )
