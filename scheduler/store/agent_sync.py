@@ -69,17 +69,23 @@ def apply_sync(
 def _apply_parts(
     session: Session, node_id: int, req: SyncRequest, now: datetime, retry: RetrySettings
 ) -> Effects:
-    """Apply the attempt reports, and end the live parts the agent no longer reports."""
+    """Apply the attempt reports, and end the live parts the agent no longer reports.
+
+    The node's live parts are read as plain columns first; only the parts a report
+    changes (or that end unreported) are loaded as rows: a busy node reports every
+    attempt it runs, and most of them have nothing new."""
     effects = Effects()
+    live = {part.attempt_id: part for part in live_part_rows(session, node_id)}
     reported = {r.attempt_id: r for r in req.attempts}
-    parts = _parts_by_attempt(session, node_id, list(reported))
-    for attempt_id, report in reported.items():
+    changing = [i for i, report in reported.items() if _report_changes(live.get(i), report)]
+    unreported = [i for i, part in live.items() if i not in reported and _ends_unreported(part)]
+    parts = _parts_by_attempt(session, node_id, changing + unreported)
+    for attempt_id in changing:
         part = parts.get(attempt_id)
         if part is not None:
-            effects.merge(_apply_report(session, part, report, now, retry))
-    for part in _live_parts(session, node_id):
-        if part.attempt_id in reported:
-            continue
+            effects.merge(_apply_report(session, part, reported[attempt_id], now, retry))
+    for attempt_id in unreported:
+        part = parts[attempt_id]
         if part.state is PartState.RUNNING:  # the agent forgot a running process
             effects.merge(part_lost(session, part, now, retry))
         elif part.attempt.status is AttemptStatus.STOPPING:  # stopped before it ever ran
@@ -117,19 +123,6 @@ _WITH_ATTEMPT = (
     joinedload(AttemptPartRow.attempt).joinedload(AttemptRow.job),
     joinedload(AttemptPartRow.attempt).selectinload(AttemptRow.parts),
 )
-
-
-def _live_parts(session: Session, node_id: int) -> list[AttemptPartRow]:
-    """The node's parts that are pending or running (``live_parts_on_node``), loaded."""
-    stmt = (
-        select(AttemptPartRow)
-        .where(
-            AttemptPartRow.node_id == node_id,
-            AttemptPartRow.state.in_([PartState.PENDING, PartState.RUNNING]),
-        )
-        .options(*_WITH_ATTEMPT)
-    )
-    return list(session.scalars(stmt).unique())
 
 
 @dataclass(frozen=True)
@@ -523,20 +516,27 @@ def _same_gpus(session: Session, node_id: int, req: SyncRequest) -> dict[int, in
 def _nothing_to_apply(parts: list[LivePart], reports: list[AttemptReport]) -> bool:
     """Whether ``apply_sync`` would leave every part, attempt and job as it is."""
     live = {part.attempt_id: part for part in parts}
-    for report in reports:
-        part = live.get(report.attempt_id)
-        if part is None or part.state is not PartState.RUNNING:
-            return False  # an end to record, a start to mark, or an ended part's log
-        if report.state not in (AttemptState.RUNNING, AttemptState.STOPPING):
-            return False
-        if report.log_data or (report.progress and _progress_moves(part, report.progress)):
-            return False
+    if any(_report_changes(live.get(report.attempt_id), report) for report in reports):
+        return False
     reported = {report.attempt_id for report in reports}
-    return not any(
-        part.state is PartState.RUNNING or part.status is AttemptStatus.STOPPING
-        for part in parts
-        if part.attempt_id not in reported  # lost by the agent, or stopped before it ran
+    return not any(_ends_unreported(p) for p in parts if p.attempt_id not in reported)
+
+
+def _report_changes(part: LivePart | None, report: AttemptReport) -> bool:
+    """Whether applying ``report`` would change its part, attempt or job."""
+    if part is None or part.state is not PartState.RUNNING:
+        return True  # an end to record, a start to mark, or an ended part's log
+    if report.state not in (AttemptState.RUNNING, AttemptState.STOPPING):
+        return True
+    return bool(report.log_data) or (
+        report.progress is not None and _progress_moves(part, report.progress)
     )
+
+
+def _ends_unreported(part: LivePart) -> bool:
+    """Whether a live part the agent no longer reports ends: it was running (the agent
+    lost its process) or its attempt was being stopped before it ever ran."""
+    return part.state is PartState.RUNNING or part.status is AttemptStatus.STOPPING
 
 
 def _progress_moves(part: LivePart, progress: ProgressReport) -> bool:
