@@ -8,8 +8,10 @@ thread; waiters live on the server's event loop.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from prometheus_client import Histogram
 
@@ -130,3 +132,18 @@ def build_policy(settings: ServerSettings) -> Policy:
         admission=s.admission,
         params=s.params,
     )
+
+
+T = TypeVar("T")
+
+
+def kept_for(registry: dict[int, T], rt: Runtime, make: Callable[[], T]) -> T:
+    """What ``registry`` keeps for the server ``rt`` (made on first use), dropped with it.
+
+    For state a module keeps per running server (buffered readings, verified agent
+    tokens): the tests run several servers in one process."""
+    kept = registry.get(id(rt))
+    if kept is None:
+        kept = registry[id(rt)] = make()
+        weakref.finalize(rt, registry.pop, id(rt), None)
+    return kept

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Annotated
@@ -26,7 +25,7 @@ from starlette.concurrency import run_in_threadpool
 
 from scheduler.domain.auth import PEOPLE, STAFF, Role
 from scheduler.domain.errors import Forbidden
-from scheduler.runtime import Runtime
+from scheduler.runtime import Runtime, kept_for
 from scheduler.services.bootstrap import Principal, authenticate
 from scheduler.store import tokens as store_tokens
 from scheduler.store.models import utcnow
@@ -94,11 +93,7 @@ _agent_tokens: dict[int, AgentTokens] = {}  # id(runtime) -> its kept agent toke
 
 
 def _agent_tokens_of(rt: Runtime) -> AgentTokens:
-    kept = _agent_tokens.get(id(rt))
-    if kept is None:
-        kept = _agent_tokens[id(rt)] = AgentTokens()
-        weakref.finalize(rt, _agent_tokens.pop, id(rt), None)
-    return kept
+    return kept_for(_agent_tokens, rt, AgentTokens)
 
 
 def _verify(rt: Runtime, authorization: str | None) -> tuple[Principal, datetime | None]:

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from scheduler.domain.sync import SyncReply, SyncRequest
-from scheduler.runtime import Runtime
+from scheduler.runtime import Runtime, kept_for
 from scheduler.store.agent_sync import (
     QuickSync,
     apply_reports,
@@ -190,11 +190,7 @@ _readings: dict[int, Readings] = {}  # id(runtime) -> its readings
 
 
 def _readings_of(rt: Runtime) -> Readings:
-    readings = _readings.get(id(rt))
-    if readings is None:
-        readings = _readings[id(rt)] = Readings()
-        weakref.finalize(rt, _readings.pop, id(rt), None)
-    return readings
+    return kept_for(_readings, rt, Readings)
 
 
 def flush_readings(rt: Runtime) -> None:

@@ -65,6 +65,19 @@ class Effects:
         self.schedule = self.schedule or other.schedule
 
 
+# what a job's placement clears: its wait, its backoff, and the end of a previous attempt
+# (which no longer describes the job)
+_PLACED: dict[str, None] = {
+    "wait_reason": None,
+    "wait_message": None,
+    "wait_position": None,
+    "wait_estimated_start": None,
+    "not_before": None,
+    "termination_reason": None,
+    "exit_code": None,
+}
+
+
 def create_attempt(
     session: Session,
     job: JobRow,
@@ -88,13 +101,7 @@ def create_attempt(
         now=now,
         message=f"attempt {number} placed on {names}",
         attempts_count=number,
-        wait_reason=None,
-        wait_message=None,
-        wait_position=None,
-        wait_estimated_start=None,
-        not_before=None,
-        termination_reason=None,  # those of the previous attempt no longer describe the job
-        exit_code=None,
+        **_PLACED,
     ):
         return None
     total = sum(len(v) for v in gpus.values())
@@ -146,13 +153,7 @@ def create_attempts(session: Session, new: list[NewAttempt], now: datetime) -> s
         now=now,
         message=lambda j: f"attempt {numbers[j]} placed on {_names(wanted[j].nodes)}",
         attempts_count=JOBS.c.attempts_count + 1,  # the leader's cycle alone changes it
-        wait_reason=None,
-        wait_message=None,
-        wait_position=None,
-        wait_estimated_start=None,
-        not_before=None,
-        termination_reason=None,  # those of the previous attempt no longer describe the job
-        exit_code=None,
+        **_PLACED,
     )
     if not moved:
         return set()
