@@ -26,7 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from scheduler.domain.auth import PEOPLE, STAFF, Role
 from scheduler.domain.errors import Forbidden
 from scheduler.runtime import Runtime, kept_for
-from scheduler.services.bootstrap import Principal, authenticate
+from scheduler.services.bootstrap import Principal, authenticate, bearer_token
 from scheduler.store import tokens as store_tokens
 from scheduler.store.models import utcnow
 
@@ -96,34 +96,19 @@ def _agent_tokens_of(rt: Runtime) -> AgentTokens:
     return kept_for(_agent_tokens, rt, AgentTokens)
 
 
-def _verify(rt: Runtime, authorization: str | None) -> tuple[Principal, datetime | None]:
-    who = authenticate(rt, authorization)
-    if who.role != Role.AGENT:
-        return who, None
-    with rt.db.read() as session:
-        return who, store_tokens.expiry(session, _bearer(authorization))
-
-
-def _bearer(authorization: str | None) -> str:
-    """The token of an ``Authorization: Bearer TOKEN`` header ("" when there is none)."""
-    if not authorization or not authorization.lower().startswith("bearer "):
-        return ""
-    return authorization[7:].strip()
-
-
 async def principal(
     request: Request, rt: RuntimeDep, authorization: Annotated[str | None, Header()] = None
 ) -> Principal:
     kept = _agent_tokens_of(rt)
-    key = store_tokens.digest(_bearer(authorization))  # what revoked_since names
+    key = store_tokens.digest(bearer_token(authorization) or "")  # what revoked_since names
     who = kept.get(key)
     if who is not None and kept.due():
         await run_in_threadpool(kept.recheck, rt)
         who = kept.get(key)
     if who is None:
-        fresh, expires_at = await run_in_threadpool(_verify, rt, authorization)
+        fresh = await run_in_threadpool(authenticate, rt, authorization)
         if fresh.role == Role.AGENT:
-            kept.keep(key, expires_at, fresh)
+            kept.keep(key, fresh.expires_at, fresh)
         who = fresh
     request.state.principal = who
     return who

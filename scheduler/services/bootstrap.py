@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from scheduler.domain.errors import Unauthorized
@@ -25,6 +26,7 @@ class Principal:
     role: str
     queues: frozenset[str] = frozenset()  # a user's memberships: where it may submit
     node: str | None = None  # an agent token's node: the only one it may sync as
+    expires_at: datetime | None = None  # when the token stops working (None: never)
 
 
 def prepare(rt: Runtime) -> Path:
@@ -47,10 +49,17 @@ def prepare(rt: Runtime) -> Path:
     return path
 
 
-def authenticate(rt: Runtime, header: str | None) -> Principal:
+def bearer_token(header: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer TOKEN`` header, None without one."""
     if not header or not header.lower().startswith("bearer "):
+        return None
+    return header[7:].strip()
+
+
+def authenticate(rt: Runtime, header: str | None) -> Principal:
+    token = bearer_token(header)
+    if token is None:
         raise Unauthorized("missing bearer token (Authorization: Bearer TOKEN)")
-    token = header[7:].strip()
     with rt.db.read() as session:
         row = tokens.verify(session, token, utcnow())
         if row is None:
@@ -61,4 +70,5 @@ def authenticate(rt: Runtime, header: str | None) -> Principal:
             role=row.role,
             queues=frozenset(queues),
             node=row.node_name,
+            expires_at=row.expires_at,
         )

@@ -73,12 +73,6 @@ def verify(session: Session, token: str, now: datetime) -> TokenRow | None:
     return row
 
 
-def expiry(session: Session, token: str) -> datetime | None:
-    """When a stored token expires (None: never, or no such token)."""
-    stmt = select(TokenRow.expires_at).where(TokenRow.digest == digest(token))
-    return session.scalars(stmt).one_or_none()
-
-
 def revoked_since(session: Session, since: datetime) -> set[str]:
     """The digests of the tokens revoked at or after ``since``."""
     stmt = select(TokenRow.digest).where(TokenRow.revoked_at >= since)
