@@ -102,14 +102,35 @@ def ray_job(name: str, module: str, args: list[str], grace_s: int = 60) -> JobSp
     )
 
 
+def tails(cluster: LocalCluster, lines: int = 15) -> str:
+    """The last lines of the server's, the agents' and every attempt's log."""
+    logs = sorted((cluster.data_dir / "logs").glob("*.log"))
+    logs += sorted((cluster.data_dir / "agents").glob("*/attempts/*/output.log"))
+    parts = []
+    for log in logs:
+        text = log.read_text(errors="replace").splitlines()[-lines:]
+        parts.append(f"--- {log.relative_to(cluster.data_dir)}\n" + "\n".join(text))
+    return "\n".join(parts)
+
+
 def wait_for_checkpoint(cluster: LocalCluster, client: CorralClient, job_id: int) -> JobView:
-    """The running job once its first attempt has saved a checkpoint (step >= 10)."""
+    """The running job once its first attempt has saved a checkpoint (step >= 10).
+
+    Fails at once if the job ends first, and with every log's tail if none comes."""
     ckpt = checkpoint_dir(cluster, job_id)
-    wait_for(
-        lambda: (p := read_progress(ckpt)) is not None and (p.last_checkpoint_step or 0) >= 10,
-        "the first checkpoint",
-        180,
-    )
+
+    def saved() -> bool:
+        progress = read_progress(ckpt)
+        if progress is not None and (progress.last_checkpoint_step or 0) >= 10:
+            return True
+        status = client.get_job(job_id).status
+        assert not is_terminal(status), f"job {job_id} ended {status}:\n{tails(cluster)}"
+        return False
+
+    try:
+        wait_for(saved, "the first checkpoint", 300)  # ~25 s on an idle machine
+    except AssertionError as err:
+        raise AssertionError(f"{err}\n{tails(cluster)}") from None
     job = client.get_job(job_id)
     assert job.attempts and job.status == "running", job.status
     return job
@@ -145,13 +166,17 @@ def preempt_through_the_store(cluster: LocalCluster, client: CorralClient, job_i
         db.dispose()
 
 
-def run_to_end(client: CorralClient, job_id: int, timeout_s: float = 240.0) -> JobView:
+def run_to_end(
+    cluster: LocalCluster, client: CorralClient, job_id: int, timeout_s: float = 240.0
+) -> JobView:
     def ended() -> JobView | None:
         job = client.get_job(job_id)
         return job if is_terminal(job.status) else None
 
     try:
         return wait_for(ended, f"job {job_id} to end", timeout_s)
+    except AssertionError as err:
+        raise AssertionError(f"{err}\n{tails(cluster)}") from None
     finally:
         if not is_terminal(client.get_job(job_id).status):
             client.cancel(job_id)
@@ -209,7 +234,7 @@ def test_bert_is_preempted_resumes_and_learns(cluster: LocalCluster) -> None:
     with cluster.client() as client:
         job_id = client.submit(ray_job("bert-e2e", "workloads.bert", BERT_ARGS)).id
         lose_rank_1(cluster, client, job_id)
-        job = run_to_end(client, job_id)
+        job = run_to_end(cluster, client, job_id)
         log = "".join(chunk.data for chunk in client.iter_logs(job_id, None, follow=False))
     ckpt = checkpoint_dir(cluster, job_id)
     assert_resumed(job, ckpt, "node_lost")
@@ -225,7 +250,7 @@ def test_resnet_is_preempted_resumes_and_infers(cluster: LocalCluster, tmp_path:
     with cluster.client() as client:
         job_id = client.submit(ray_job("resnet-e2e", "workloads.resnet", RESNET_ARGS)).id
         preempt_through_the_store(cluster, client, job_id)
-        job = run_to_end(client, job_id)
+        job = run_to_end(cluster, client, job_id)
         ckpt = checkpoint_dir(cluster, job_id)
         assert_resumed(job, ckpt, "preempted")
         summary = json.loads((ckpt / "summary.json").read_text())
@@ -234,7 +259,7 @@ def test_resnet_is_preempted_resumes_and_infers(cluster: LocalCluster, tmp_path:
         output = tmp_path / "predictions.jsonl"
         infer_args = [f"--checkpoint={ckpt}", "--data=digits", f"--output={output}"]
         infer_id = client.submit(ray_job("infer-e2e", "workloads.infer", infer_args)).id
-        infer = run_to_end(client, infer_id, 180)
+        infer = run_to_end(cluster, client, infer_id, 180)
     assert infer.status == "succeeded", infer.model_dump_json(indent=2)
     lines = [json.loads(line) for line in output.read_text().splitlines()]
     assert [line["index"] for line in lines] == list(range(int(summary["metrics"]["support"])))
