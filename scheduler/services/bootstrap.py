@@ -61,14 +61,14 @@ def authenticate(rt: Runtime, header: str | None) -> Principal:
     if token is None:
         raise Unauthorized("missing bearer token (Authorization: Bearer TOKEN)")
     with rt.db.read() as session:
-        row = tokens.verify(session, token, utcnow())
-        if row is None:
+        held = tokens.holder(session, token, utcnow())
+        if held is None:
             raise Unauthorized("unknown, expired or revoked token")
-        queues = users.queues_of(session, row.user_id) if row.user_id is not None else []
-        return Principal(
-            name=tokens.owner_name(session, row),
-            role=row.role,
-            queues=frozenset(queues),
-            node=row.node_name,
-            expires_at=row.expires_at,
-        )
+        queues = users.queues_of(session, held.user_id) if held.user_id is not None else []
+    return Principal(
+        name=held.name,
+        role=held.role,
+        queues=frozenset(queues),
+        node=held.node_name,
+        expires_at=held.expires_at,
+    )

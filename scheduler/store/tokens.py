@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from scheduler.domain.auth import TokenView
@@ -62,6 +63,43 @@ def create_token(
 
 def has_tokens(session: Session) -> bool:
     return session.scalars(select(TokenRow.id).limit(1)).first() is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Holder:
+    """What a valid token says of its bearer."""
+
+    name: str  # its user's name, else the token's own name
+    role: str
+    user_id: int | None
+    node_name: str | None  # an agent token's node
+    expires_at: datetime | None
+
+
+# Built once, so that its cache key is not worked out again on every request.
+_HOLDER = (
+    select(
+        TokenRow.name,
+        TokenRow.role,
+        TokenRow.user_id,
+        TokenRow.node_name,
+        TokenRow.expires_at,
+        TokenRow.revoked_at,
+        UserRow.name.label("user_name"),
+    )
+    .outerjoin(UserRow, UserRow.id == TokenRow.user_id)
+    .where(TokenRow.digest == bindparam("digest"))
+)
+
+
+def holder(session: Session, token: str, now: datetime) -> Holder | None:
+    """The bearer of ``token`` in one read; None if unknown, revoked or expired."""
+    row = session.execute(_HOLDER, {"digest": digest(token)}).one_or_none()
+    if row is None or row.revoked_at is not None:
+        return None
+    if row.expires_at is not None and row.expires_at <= now:
+        return None
+    return Holder(row.user_name or row.name, row.role, row.user_id, row.node_name, row.expires_at)
 
 
 def verify(session: Session, token: str, now: datetime) -> TokenRow | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from scheduler.domain.auth import UserView
@@ -83,14 +83,17 @@ def set_queues(session: Session, user: UserRow, names: Sequence[str]) -> None:
     session.flush()
 
 
+# Built once: every request of a person reads its memberships.
+_QUEUES_OF = (
+    select(QueueRow.name)
+    .join(MembershipRow, MembershipRow.queue_id == QueueRow.id)
+    .where(MembershipRow.user_id == bindparam("user_id"))
+    .order_by(QueueRow.name)
+)
+
+
 def queues_of(session: Session, user_id: int) -> list[str]:
-    stmt = (
-        select(QueueRow.name)
-        .join(MembershipRow, MembershipRow.queue_id == QueueRow.id)
-        .where(MembershipRow.user_id == user_id)
-        .order_by(QueueRow.name)
-    )
-    return list(session.scalars(stmt))
+    return list(session.scalars(_QUEUES_OF, {"user_id": user_id}))
 
 
 def user_view(session: Session, row: UserRow) -> UserView:
