@@ -55,7 +55,7 @@ def ended_jobs(
         stmt = stmt.where(JobRow.ended_at >= since)
     if queue is not None:
         stmt = stmt.where(QueueRow.name == queue)
-    rows = session.execute(stmt).tuples().all()
+    rows = session.execute(stmt).all()
     held = _held_seconds(session, [row[0] for row in rows])
     found = []
     for job_id, queue_name, status, priority, spec, submitted, started, ended in rows:

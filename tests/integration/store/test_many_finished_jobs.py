@@ -48,8 +48,21 @@ def test_keyset_pages_cover_every_job_once(db: Database) -> None:
             if before_id is None:
                 break
         pending, more = store_jobs.list_jobs(session, statuses=[JobStatus.PENDING], limit=100)
+        either: list[int] = []
+        before_id = None
+        while True:  # two statuses, a page of 3 at a time: merged newest first
+            rows, before_id = store_jobs.list_jobs(
+                session,
+                statuses=[JobStatus.PENDING, JobStatus.SUCCEEDED],
+                limit=3,
+                before_id=before_id,
+            )
+            either.extend(row.id for row in rows)
+            if before_id is None or len(either) >= 12:
+                break
     assert seen == sorted(done + waiting, reverse=True)
     assert ([row.id for row in pending], more) == (sorted(waiting, reverse=True), None)
+    assert either == sorted(done + waiting, reverse=True)[:12]
 
 
 @contextmanager
@@ -94,6 +107,9 @@ def test_a_page_and_the_snapshot_read_through_indexes(db: Database) -> None:
     pages: list[Callable[[Session], object]] = [
         lambda s: store_jobs.list_jobs(s, limit=100),
         lambda s: store_jobs.list_jobs(s, statuses=[JobStatus.PENDING], limit=100),
+        lambda s: store_jobs.list_jobs(
+            s, statuses=[JobStatus.PENDING, JobStatus.SUCCEEDED], limit=100
+        ),
         lambda s: store_jobs.list_jobs(s, name="wait", limit=100),
         lambda s: store_jobs.list_jobs(s, queue="default", limit=100),
         lambda s: build_snapshot(s, T0),
