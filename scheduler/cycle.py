@@ -5,19 +5,21 @@
 3. apply:    one write transaction turns placements into attempts and allocations
              (compare-and-set on each job, the schema refusing a double-booked GPU),
              preemptions into stop requests (reason ``preempted``), and records why
-             the others wait, with their place in line and estimated start.
+             the others wait, with their place in line (refreshed at most once a
+             second when only the place changed) and estimated start.
 4. report:   after the commit, wake the agents that got work or a stop; return the figures.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass
 
 from scheduler.domain.decisions import Decisions
 from scheduler.domain.snapshot import Snapshot
-from scheduler.runtime import Runtime
+from scheduler.runtime import Runtime, kept_for
 from scheduler.store.leadership import fence
 from scheduler.store.models import utcnow
 from scheduler.store.placements import Applied, apply_decisions
@@ -63,12 +65,22 @@ def _take_snapshot(rt: Runtime) -> Snapshot:
         return build_snapshot(session, utcnow())
 
 
+# A draining queue moves every waiting job up a place each cycle, and cycles may run
+# many times a second: places in line alone are written at most this often.
+POSITIONS_EVERY_S = 1.0
+_positions_written: dict[int, list[float]] = {}  # per server: when they last were
+
+
 def _apply(rt: Runtime, decisions: Decisions) -> Applied:
     if not (decisions.placements or decisions.waits or decisions.preemptions):
         return Applied()
+    last = kept_for(_positions_written, rt, lambda: [-math.inf])
+    positions = time.monotonic() - last[0] >= POSITIONS_EVERY_S
     with rt.db.write() as session:
         if rt.election is not None:  # a deposed leader's placements must not commit
             fence(session, rt.leader_epoch)
-        applied = apply_decisions(session, decisions, utcnow())
+        applied = apply_decisions(session, decisions, utcnow(), positions=positions)
+    if positions:
+        last[0] = time.monotonic()
     rt.notifier.notify(applied.effects)  # 4. report, after the commit
     return applied

@@ -46,7 +46,12 @@ class Applied:
     preempted: int = 0
 
 
-def apply_decisions(session: Session, decisions: Decisions, now: datetime) -> Applied:
+def apply_decisions(
+    session: Session, decisions: Decisions, now: datetime, *, positions: bool = True
+) -> Applied:
+    """Placements, preemptions and waits in ``session``'s transaction. ``positions``:
+    False leaves a waiting job's stored place in line as it is when nothing else of its
+    wait changed (a draining queue moves every job up one place each cycle)."""
     applied = Applied()
     with_gpus = select(NodeRow).options(selectinload(NodeRow.gpus))  # not one query per node
     nodes = {n.name: n for n in session.scalars(with_gpus)}
@@ -58,7 +63,7 @@ def apply_decisions(session: Session, decisions: Decisions, now: datetime) -> Ap
         if effects is not None:
             applied.effects.merge(effects)
             applied.preempted += 1
-    _record_waits(session, decisions)
+    _record_waits(session, decisions, positions)
     return applied
 
 
@@ -115,30 +120,29 @@ def _preempt(session: Session, preemption: Preemption, now: datetime) -> Effects
     return request_stop(session, attempt, TerminationReason.PREEMPTED, now, message)
 
 
-def _record_waits(session: Session, decisions: Decisions) -> None:
-    """Write each waiting job's reason, place and estimate, only where they changed.
+def _record_waits(session: Session, decisions: Decisions, positions: bool) -> None:
+    """Write each waiting job's reason, place and estimate, only where they changed
+    (where only the place changed, only if ``positions``).
 
-    Most waits repeat the last cycle's: comparing with what is stored (one read of four
-    columns) leaves a long queue's rows untouched, and the changed ones go in one
-    executemany."""
+    Most waits repeat the last cycle's: comparing with what is stored (one read of the
+    pending jobs' four columns) leaves a long queue's rows untouched, and the changed
+    ones go in one executemany."""
     if not decisions.waits:
         return
     jobs = cast(Table, JobRow.__table__)
     columns = [jobs.c[key] for key in WAIT_FIELDS]
-    stored = {
-        row[0]: tuple(row[1:])
-        for row in session.connection().execute(
-            select(jobs.c.id, *columns).where(
-                jobs.c.id.in_([w.job_id for w in decisions.waits]),
-                jobs.c.status == JobStatus.PENDING,
-            )
-        )
-    }
+    # every pending job the snapshot saw has a wait: read them all, not by a long IN list
+    read = select(jobs.c.id, *columns).where(jobs.c.status == JobStatus.PENDING)
+    stored = {row[0]: tuple(row[1:]) for row in session.connection().execute(read)}
+    place = WAIT_FIELDS.index("wait_position")
     changed = []
     for wait in decisions.waits:
         fields = _wait_fields(wait)
         now_stored = stored.get(wait.job_id)
-        if now_stored is not None and now_stored != tuple(fields.values()):
+        if now_stored is None:
+            continue  # placed or cancelled since the snapshot
+        new = tuple(fields.values())
+        if now_stored != new and (positions or _without(now_stored, place) != _without(new, place)):
             changed.append({"job_id": wait.job_id, **{f"new_{k}": v for k, v in fields.items()}})
     if changed:
         stmt = (
@@ -147,6 +151,10 @@ def _record_waits(session: Session, decisions: Decisions) -> None:
             .values({key: bindparam(f"new_{key}") for key in WAIT_FIELDS})
         )
         session.connection().execute(stmt, changed)
+
+
+def _without(values: tuple[object, ...], index: int) -> tuple[object, ...]:
+    return values[:index] + values[index + 1 :]
 
 
 WAIT_FIELDS = ("wait_reason", "wait_message", "wait_position", "wait_estimated_start")

@@ -123,3 +123,25 @@ def test_waits_keep_their_place_in_line_and_estimated_start(db: Database) -> Non
     with db.read() as session:
         job = get_job(session, first)
         assert (job.wait_position, job.wait_estimated_start, job.wait_reason) == (None, None, None)
+
+
+def test_a_place_alone_is_rewritten_only_when_positions_are_due(db: Database) -> None:
+    with db.write() as session:
+        add_queue(session)
+        first, second = add_job(session).id, add_job(session).id
+    with db.write() as session:
+        apply_decisions(
+            session, Decisions(waits=(wait(first, 2, None), wait(second, 3, None))), at(5)
+        )
+    # the queue moved up one place; the second job's estimate changed too
+    moved = Decisions(waits=(wait(first, 1, None), wait(second, 2, at(90).timestamp())))
+    with db.write() as session:
+        apply_decisions(session, moved, at(6), positions=False)
+    with db.read() as session:
+        kept, rewritten = get_job(session, first), get_job(session, second)
+        assert kept.wait_position == 2  # only its place changed: left for a later cycle
+        assert (rewritten.wait_position, rewritten.wait_estimated_start) == (2, at(90))
+    with db.write() as session:
+        apply_decisions(session, moved, at(7))
+    with db.read() as session:
+        assert get_job(session, first).wait_position == 1
