@@ -1,7 +1,9 @@
 """Shared fixtures: a database URL on each backend and an upgraded ``Database`` on it.
 
 ``database_url`` is parametrized over ``sqlite`` (a fresh file per test) and
-``postgres`` (a fresh database per test on one server per session). The server is
+``postgres`` (a fresh database per test on one server per session); ``upgraded_database_url``
+likewise, with the schema at the head revision (a copy of a database upgraded once per
+session), and ``db`` is a ``Database`` on it. The server is
 ``$CORRAL_TEST_POSTGRES_URL`` when set; otherwise a private throwaway cluster is
 started from the PostgreSQL binaries (as the ``postgres`` user when running as root)
 and stopped at the end of the session. Without either the postgres variants are
@@ -152,13 +154,17 @@ def postgres_server() -> Iterator[PostgresServer]:
 _db_numbers = itertools.count(1)
 
 
-def _fresh_postgres_database(server_url: str) -> tuple[str, Callable[[], None]]:
-    """CREATE a new empty database on the server; returns its URL and how to drop it."""
+def _fresh_postgres_database(
+    server_url: str, template: str | None = None
+) -> tuple[str, Callable[[], None]]:
+    """CREATE a new database on the server, empty or a copy of ``template``; returns
+    its URL and how to drop it."""
     name = f"corral_test_{os.getpid()}_{next(_db_numbers)}"
     admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    copy = f' TEMPLATE "{template}"' if template else ""
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
+        conn.execute(text(f'CREATE DATABASE "{name}"{copy}'))
 
     def drop() -> None:
         with admin.connect() as conn:
@@ -175,10 +181,22 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     yield from fresh_database_url(request, tmp_path / "corral.db")
 
 
-def fresh_database_url(request: pytest.FixtureRequest, sqlite_file: Path) -> Iterator[str]:
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def upgraded_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The URL of a fresh database on each backend, its schema at the head revision: a
+    copy of one upgraded once per session (the migrations run on empty ones above)."""
+    yield from fresh_database_url(request, tmp_path / "corral.db", upgraded=True)
+
+
+def fresh_database_url(
+    request: pytest.FixtureRequest, sqlite_file: Path, *, upgraded: bool = False
+) -> Iterator[str]:
     """A fresh database on ``request.param``'s backend (``sqlite``: at ``sqlite_file``;
-    ``postgres``: a new database on the session's server, dropped afterwards)."""
+    ``postgres``: a new database on the session's server, dropped afterwards), empty or,
+    with ``upgraded``, at the head revision."""
     if request.param == "sqlite":
+        if upgraded:
+            shutil.copyfile(request.getfixturevalue("_sqlite_at_head"), sqlite_file)
         yield f"sqlite:///{sqlite_file}"
         return
     server: PostgresServer = request.getfixturevalue("postgres_server")
@@ -186,18 +204,42 @@ def fresh_database_url(request: pytest.FixtureRequest, sqlite_file: Path) -> Ite
         if _in_ci():
             pytest.fail(f"CI=true but PostgreSQL is unavailable: {server.why_not}", pytrace=False)
         pytest.skip(f"PostgreSQL unavailable: {server.why_not}")
-    url, drop = _fresh_postgres_database(server.url)
+    template = request.getfixturevalue("_postgres_at_head") if upgraded else None
+    url, drop = _fresh_postgres_database(server.url, template)
     try:
         yield url
     finally:
         drop()
 
 
-@pytest.fixture
-def db(database_url: str) -> Iterator[Database]:
-    """A ``Database`` on a fresh database, upgraded to the head revision."""
-    database = Database(database_url)
+@pytest.fixture(scope="session")
+def _sqlite_at_head(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file upgraded to the head revision, to copy."""
+    path = tmp_path_factory.mktemp("template") / "corral.db"
+    database = Database(f"sqlite:///{path}")
     upgrade(database)
+    database.dispose()  # the last connection's close folds the WAL into the file
+    return path
+
+
+@pytest.fixture(scope="session")
+def _postgres_at_head(postgres_server: PostgresServer) -> Iterator[str]:
+    """The name of a PostgreSQL database upgraded to the head revision, to copy."""
+    assert postgres_server.url is not None
+    url, drop = _fresh_postgres_database(postgres_server.url)
+    database = Database(url)
+    upgrade(database)
+    database.dispose()  # CREATE DATABASE ... TEMPLATE wants no one connected to it
+    try:
+        yield str(make_url(url).database)
+    finally:
+        drop()
+
+
+@pytest.fixture
+def db(upgraded_database_url: str) -> Iterator[Database]:
+    """A ``Database`` on a fresh database at the head revision."""
+    database = Database(upgraded_database_url)
     try:
         yield database
     finally:

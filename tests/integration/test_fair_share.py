@@ -116,16 +116,16 @@ def held(shown: dict[str, QueueInfo]) -> tuple[int, int]:
 
 
 @pytest.fixture
-def make_cluster(database_url: str, tmp_path: Path) -> Iterator[object]:
+def make_cluster(upgraded_database_url: str, tmp_path: Path) -> Iterator[object]:
     made: list[Runtime] = []
 
     def make(guarantee: int, **pieces: str) -> Cluster:
         # attempts here are seconds old on the wall clock: no minimum runtime
         params = replace(PolicyParams(), min_runtime_s=0.0)
         settings = ServerSettings(
-            data_dir=tmp_path, database_url=database_url, params=params, **pieces
+            data_dir=tmp_path, database_url=upgraded_database_url, params=params, **pieces
         )
-        rt = Runtime(db=Database(database_url), settings=settings)
+        rt = Runtime(db=Database(upgraded_database_url), settings=settings)
         made.append(rt)
         prepare(rt)
         for name in ("a", "b"):

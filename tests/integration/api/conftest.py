@@ -17,10 +17,10 @@ from tests.integration.api.harness import Api
 
 
 @pytest.fixture
-def api(database_url: str, tmp_path: Path) -> Iterator[Api]:
+def api(upgraded_database_url: str, tmp_path: Path) -> Iterator[Api]:
     """A prepared server (``default`` queue, admin token) with no loops running."""
-    settings = ServerSettings(data_dir=tmp_path, database_url=database_url)
-    rt = Runtime(db=Database(database_url), settings=settings)
+    url = upgraded_database_url
+    rt = Runtime(db=Database(url), settings=ServerSettings(data_dir=tmp_path, database_url=url))
     token = prepare(rt).read_text().strip()
     try:
         app = create_app(rt, run_loops_in_app=False)

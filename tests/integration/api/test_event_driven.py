@@ -25,8 +25,8 @@ NO_TICK_S = "3600"  # the periodic cycle: never within the test
 
 
 @pytest.fixture
-def server(database_url: str, tmp_path: Path) -> Iterator[LocalCluster]:
-    args = ("--database-url", database_url, "--cycle-interval-s", NO_TICK_S)
+def server(upgraded_database_url: str, tmp_path: Path) -> Iterator[LocalCluster]:
+    args = ("--database-url", upgraded_database_url, "--cycle-interval-s", NO_TICK_S)
     with LocalCluster(tmp_path, server_args=(*args, "--log-level", "warning")) as cluster:
         cluster.start_server()
         yield cluster

@@ -39,8 +39,15 @@ DEADLINE_S = 240.0
 
 
 @pytest.fixture
-def server(database_url: str, tmp_path: Path) -> Iterator[LocalCluster]:
-    args = ("--database-url", database_url, "--cycle-interval-s", "0.5", "--log-level", "warning")
+def server(upgraded_database_url: str, tmp_path: Path) -> Iterator[LocalCluster]:
+    args = (
+        "--database-url",
+        upgraded_database_url,
+        "--cycle-interval-s",
+        "0.5",
+        "--log-level",
+        "warning",
+    )
     with LocalCluster(tmp_path, server_args=args) as cluster:
         cluster.start_server()
         yield cluster
@@ -208,7 +215,7 @@ def overlaps(allocations: list[Any]) -> list[str]:
 
 
 def test_no_gpu_is_double_booked_under_concurrent_submits_and_syncs(
-    server: LocalCluster, database_url: str
+    server: LocalCluster, upgraded_database_url: str
 ) -> None:
     nodes = [node_facts(f"n{i}", 4) for i in range(3)]
     with http_client(server) as http:
@@ -230,7 +237,7 @@ def test_no_gpu_is_double_booked_under_concurrent_submits_and_syncs(
         server.stop()
     assert sum(len(a.ended) for a in agents) == JOB_COUNT
 
-    db = Database(database_url)
+    db = Database(upgraded_database_url)
     try:
         with db.read() as session:
             jobs = session.execute(select(JobRow.id, JobRow.status, JobRow.attempts_count)).all()
