@@ -28,7 +28,7 @@ def test_export_writes_what_ended_and_simulate_replays_it(
         ok = client.submit(_job("ok", "import time; time.sleep(3)", gpus=2)).id
         bad = client.submit(_job("bad", "raise SystemExit(3)")).id
         for job_id in (ok, bad):
-            run_to_end(client, job_id, 120)
+            run_to_end(shared_cluster, client, job_id, 120)
         live = client.submit(_job("live", "import time; time.sleep(60)")).id  # not ended
         cli = cli_for(shared_cluster, tmp_path)
         target = tmp_path / "history.jsonl"
