@@ -8,32 +8,39 @@ A later job may use a reserved GPU only if it ends (``now + time_limit_s``) by t
 reservation's ``reserved_at`` (never for an ``inf`` one), or is preemptible and of
 another queue: the reserved job's own queue already put it first, so a job of that
 queue never takes its GPUs on the strength of being preemptible (the preemption piece
-would have to stop its own queue's job for its own queue: churn). Free GPUs that no
-reservation holds are everyone's.
+would have to stop its own queue's job for its own queue: churn). A **due** reservation
+(``reserved_at <= now``: its GPUs are free or held by attempts the preemption piece may
+stop now) is its holder's alone: a job placed there now would be in the way at once,
+a preemptible one stopped again as soon as it may be (churn that costs its work since
+its last checkpoint). Free GPUs that no reservation holds are everyone's.
 
 Invariants: at most one reservation per queue, so every queue's head is protected and no
 queue's stream of small jobs starves a large job of another; reservations are disjoint;
 no placement delays a reservation: it avoids the reserved GPUs or leaves them by
-``reserved_at`` (or is preemptible and of another queue, and ``ctx.extra["reservations"]`` lets
-the preemption piece stop it once the reservation is due). Every job gets one decision:
-the holder of a reservation waits with INSUFFICIENT_GPUS ("it holds a reservation on n7
-starting in 12 min", ``estimated_start`` set), a job that would fit only on reserved
-GPUs with RESERVED ("the free GPUs are reserved for job 17 (8 GPUs) starting in 12
-min"), others as in ``greedy``.
+``reserved_at`` (or is preemptible and of another queue, the reservation is not due, and
+``ctx.extra["reservations"]`` lets the preemption piece stop it once it is). Every job
+gets one decision: the holder of a reservation waits with INSUFFICIENT_GPUS ("it holds a
+reservation on n7 starting in 12 min", ``estimated_start`` set), a job that would fit
+only on reserved GPUs with RESERVED ("the free GPUs are reserved for job 17 (8 GPUs)
+starting in 12 min"), others as in ``greedy``.
 
 Example (now = 0): node ``a`` 8 GPUs, 4 free, the other 4 held until 600. Jobs in order,
 B and C not preemptible: A (8 GPUs), B (2 GPUs, time limit 300), C (2 GPUs, limit 3600).
 A does not fit: it reserves ``a:0-7`` from 600. B ends by 300 <= 600: it starts on
 ``a:0-1``. C would end after 600 on A's GPUs: RESERVED, "reserved for job A (8 GPUs)
 starting in 10 min". A preemptible C of another queue than A's would start (and be
-preempted if need be); a preemptible C of A's queue waits, RESERVED, as it does.
+preempted if need be); a preemptible C of A's queue waits, RESERVED, as it does. Had the
+other 4 GPUs been held by another queue's preemptible attempt past ``min_runtime_s``, A's
+reservation would be due now, and a preemptible C would wait, RESERVED ("starting now"),
+whatever its queue.
 
 How: one ``FreePool`` of what is free (level 0) and, made on demand, pools that also
-withhold the GPUs of the first ``k`` reservations in ``reserved_at`` order (level k).
-A job's level is the number of reservations it may not use (0 if preemptible), so
-every job asks one pool, in O(GPUs per node) per query. A preemptible job that may not
-use its own queue's reservation asks that queue's pool instead: what is free, less
-that one reservation's GPUs (made on demand too).
+withhold the GPUs of the first ``k`` reservations in time order (level k): the due ones
+first, then by ``allows_until``. A job's level is the number of reservations it may
+not use (the due ones if preemptible), so every job asks one pool, in O(GPUs per node)
+per query. A preemptible job that may not use its own queue's reservation asks that
+queue's pool instead: what is free, less the due reservations' GPUs and that one's
+(made on demand too).
 """
 
 from __future__ import annotations
@@ -112,8 +119,9 @@ class _Backfill:
         self._levels: dict[int, _Level] = {}  # level k > 0, made when a job first needs it
         self.placements: list[Placement] = []
         self.reservations: list[Reservation] = []  # in pass order
-        self._by_time: list[Reservation] = []  # by allows_until: level k forbids the first k
-        self._until: list[float] = []  # their allows_until, for bisect
+        self._by_time: list[Reservation] = []  # due first, then by allows_until (``_insert``)
+        self._until: list[float] = []  # their keys, for bisect: -inf for the due ones
+        self._due = 0  # how many are due (reserved_at <= now): the first ones by time
         self._held: dict[int, tuple[PendingJob, Reservation]] = {}  # by the holder's job id
         self._queues: dict[str, Reservation] = {}  # queues that hold one: theirs
         self._own: dict[str, _Level] = {}  # by queue: free less the queue's reservation
@@ -143,7 +151,7 @@ class _Backfill:
             request = job.request  # ``shape_of``, inline
             shape = (request.gpus, request.nodes, request.gpu_type, request.gpu_memory_mib)
             if job.preemptible and job.queue in queues:
-                if shape in failed[0]:
+                if shape in failed[self._due]:
                     key = keys.get(shape)  # the common case, inline: it waits as others did
                     if key is not None:
                         add_job(job)
@@ -177,7 +185,7 @@ class _Backfill:
         """Place an admitted job, or reserve for it. None when it starts now, else the key
         of its wait: jobs of one key share an explanation (``explain``)."""
         own = self._own_reservation(job) if job.queue in self._queues else None
-        level = 0 if job.preemptible or not self._until else self.level(job)
+        level = self._due if job.preemptible else self.level(job)
         failed = self._failed[level] if own is None else self._own_failed[job.queue]
         if shape not in failed:
             pool = self._pool(level) if own is None else self._own_pool(own)
@@ -217,9 +225,10 @@ class _Backfill:
         return found
 
     def level(self, job: PendingJob) -> int:
-        """How many reservations (the first ones by time) ``job`` may not use."""
+        """How many reservations (the first ones by time) ``job`` may not use: the due
+        ones if it is preemptible, else also those it would not leave in time."""
         if job.preemptible or not self._until:
-            return 0
+            return self._due
         limit = job.time_limit_s
         ends = math.inf if limit is None else self.now + limit
         return bisect_left(self._until, ends)
@@ -237,10 +246,11 @@ class _Backfill:
         return self._synced(found)
 
     def _own_pool(self, reservation: Reservation) -> FreePool:
-        """What is free less the GPUs of this (a queue's own) reservation, up to date."""
+        """What is free less the GPUs of the due reservations and of this (a queue's own)
+        one, up to date."""
         found = self._own.get(reservation.queue)
         if found is None:
-            pool = self.free.copy()
+            pool = self._pool(self._due).copy()
             pool.withhold(reservation.gpus)
             found = self._own[reservation.queue] = _Level(pool, len(self.placements))
         return self._synced(found)
@@ -276,9 +286,20 @@ class _Backfill:
         return True
 
     def _insert(self, reservation: Reservation) -> None:
-        """Add a reservation to the levels: pools and failures past it move up one."""
-        at = bisect_right(self._until, reservation.allows_until)
-        self._until.insert(at, reservation.allows_until)
+        """Add a reservation to the levels: pools and failures past it move up one.
+
+        A due one goes after the due ones (key -inf: no job ends by it), an ``inf`` one
+        after every ``-inf`` key, others by ``allows_until``: the due ones stay first, so
+        withholding them from every job but their holder is a level like any other."""
+        if reservation.reserved_at <= self.now:
+            at, key = self._due, -math.inf
+            self._due += 1
+            for own in self._own.values():  # the queues' own pools withhold it too
+                own.pool.withhold(reservation.gpus)
+        else:
+            key = reservation.allows_until
+            at = bisect_right(self._until, key)
+        self._until.insert(at, key)
         self._by_time.insert(at, reservation)
         for level, found in self._levels.items():
             if level > at:
@@ -303,10 +324,9 @@ class _Backfill:
             return self._holder_wait(job, held[1])
         shape, level = shape_of(job.request), self.level(job)
         own = self._own_reservation(job)
-        if own is not None:
-            blocker = self._own_blocker(job, shape, own)
-        else:
-            blocker = self._blocker(job, shape, level) if level else None
+        blocker = None if own is None else self._own_blocker(job, shape, own)
+        if blocker is None and level:
+            blocker = self._blocker(job, shape, level)
         if blocker is not None:
             holder, reservation = self._held[blocker.job_id]
             message = (

@@ -15,7 +15,8 @@
    queue: that queue's order put its own running jobs first, stopping one to start
    another of the same queue is only churn (the pass never counts on it: its own
    preemptible jobs may not use the reservation, and the timeline does not count its
-   own preemptible attempts as freeing at ``min_runtime_s``).
+   own preemptible attempts as freeing at ``min_runtime_s``). The pass lends a due
+   reservation to no other job, so the GPUs this frees are not borrowed again meanwhile.
 
 Never a victim: a non-preemptible attempt, one younger than ``params.min_runtime_s``,
 one already ``stopping``, one chosen for an earlier job of this cycle. Victims are
