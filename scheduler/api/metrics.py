@@ -54,7 +54,7 @@ class CorralCollector(Collector):
             jobs = gauges.jobs_by_state_and_queue(session)
             pending = gauges.pending_by_reason(session)
             preemptions = gauges.preemptions(session)
-            waits = gauges.first_start_waits_s(session)
+            waits = gauges.first_start_waits(session, WAIT_BUCKETS_S)
             nodes = gauges.nodes_by_state(session)
         yield from gpu_families(readings)
         yield _labelled("corral_jobs", "Jobs by status and queue.", ["state", "queue"], jobs)
@@ -71,7 +71,6 @@ class CorralCollector(Collector):
             "corral_job_wait_seconds",
             "Seconds from submission to the start of a job's first attempt.",
             waits,
-            WAIT_BUCKETS_S,
         )
         yield _labelled(
             "corral_nodes", "Nodes by state (up, drained, lost).", ["state"], _one_label(nodes)
@@ -129,13 +128,13 @@ def queue_families(queues: list[QueueInfo]) -> Iterator[GaugeMetricFamily]:
         yield family
 
 
-def histogram_family(
-    name: str, doc: str, values: list[float], bounds: tuple[float, ...]
-) -> HistogramMetricFamily:
-    """A cumulative histogram of ``values`` over ``bounds`` (plus ``+Inf``)."""
-    buckets = [(_bound(b), float(sum(1 for v in values if v <= b))) for b in bounds]
-    buckets.append(("+Inf", float(len(values))))
-    return HistogramMetricFamily(name, doc, buckets=buckets, sum_value=float(sum(values)))
+def histogram_family(name: str, doc: str, histogram: gauges.Histogram) -> HistogramMetricFamily:
+    """A cumulative histogram the database counted (``gauges.Histogram``)."""
+    buckets = [
+        (_bound(b), float(c)) for b, c in zip(histogram.bounds, histogram.counts, strict=True)
+    ]
+    buckets.append(("+Inf", float(histogram.count)))
+    return HistogramMetricFamily(name, doc, buckets=buckets, sum_value=histogram.total)
 
 
 def _bound(value: float) -> str:

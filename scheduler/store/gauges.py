@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from scheduler.domain.status import JobStatus, TerminationReason
@@ -117,18 +117,38 @@ def preemptions(session: Session) -> int:
     return int(session.scalar(stmt) or 0)
 
 
-def first_start_waits_s(session: Session) -> list[float]:
-    """Seconds from submission to the start of the first attempt, per job that started."""
+@dataclass(frozen=True)
+class Histogram:
+    """Cumulative counts at each bound (``counts[i]``: values <= ``bounds[i]``), with
+    the count and sum of all values."""
+
+    bounds: tuple[float, ...]
+    counts: tuple[int, ...]
+    count: int
+    total: float
+
+
+def first_start_waits(session: Session, bounds: tuple[float, ...]) -> Histogram:
+    """Seconds from submission to the start of the first attempt, per job that started,
+    counted by the database: one row comes back however many jobs ever ran."""
+    started, submitted = AttemptRow.started_at, JobRow.submitted_at
+    if session.get_bind().dialect.name == "sqlite":  # timestamps are text there
+        seconds = (func.julianday(started) - func.julianday(submitted)) * 86_400.0
+    else:
+        seconds = func.extract("epoch", started - submitted)
+    wait = case((seconds < 0, 0.0), else_=seconds)
     stmt = (
-        select(JobRow.submitted_at, AttemptRow.started_at)
+        select(
+            func.count(),
+            func.coalesce(func.sum(wait), 0.0),
+            *(func.coalesce(func.sum(case((wait <= bound, 1), else_=0)), 0) for bound in bounds),
+        )
+        .select_from(JobRow)
         .join(AttemptRow, AttemptRow.job_id == JobRow.id)
-        .where(AttemptRow.number == 1, AttemptRow.started_at.is_not(None))
+        .where(AttemptRow.number == 1, started.is_not(None))
     )
-    return [
-        max(0.0, (started - submitted).total_seconds())
-        for submitted, started in session.execute(stmt).all()
-        if started is not None
-    ]
+    count, total, *counts = session.execute(stmt).one()
+    return Histogram(bounds, tuple(int(c) for c in counts), int(count), float(total))
 
 
 def nodes_by_state(session: Session) -> dict[str, int]:
