@@ -53,9 +53,7 @@ def apply_decisions(
     False leaves a waiting job's stored place in line as it is when nothing else of its
     wait changed (a draining queue moves every job up one place each cycle)."""
     applied = Applied()
-    with_gpus = select(NodeRow).options(selectinload(NodeRow.gpus))  # not one query per node
-    nodes = {n.name: n for n in session.scalars(with_gpus)}
-    for placement in _place_all(session, decisions.placements, nodes, now):
+    for placement in _place_all(session, decisions.placements, now):
         applied.effects.nodes |= set(placement.nodes)
         applied.placed += 1
     for preemption in decisions.preemptions:
@@ -68,11 +66,16 @@ def apply_decisions(
 
 
 def _place_all(
-    session: Session, placements: tuple[Placement, ...], nodes: dict[str, NodeRow], now: datetime
+    session: Session, placements: tuple[Placement, ...], now: datetime
 ) -> list[Placement]:
     """The placements that became attempts: all in one go, else one at a time."""
     if not placements:
         return []
+    names = {name for placement in placements for name in placement.nodes}
+    with_gpus = (  # the placements' nodes only, with their GPUs: not one query per node
+        select(NodeRow).where(NodeRow.name.in_(names)).options(selectinload(NodeRow.gpus))
+    )
+    nodes = {n.name: n for n in session.scalars(with_gpus)}
     new = [_resolve(placement, nodes) for placement in placements]
     try:
         with session.begin_nested():
