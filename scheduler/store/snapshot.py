@@ -179,25 +179,39 @@ def _running(session: Session) -> tuple[RunningJob, ...]:
     ):
         gpus_by_attempt[attempt_id].append(GpuRef(names[node_id], index))
     stmt = (
-        select(AttemptRow, JobRow)
+        select(
+            AttemptRow.id,
+            AttemptRow.job_id,
+            AttemptRow.status,
+            AttemptRow.started_at,
+            AttemptRow.created_at,
+            AttemptRow.last_checkpoint_at,
+            QueueRow.name,
+            JobRow.priority,
+            JobRow.spec_digest,
+            JobRow.attained_gpu_s,
+        )
         .join(JobRow, JobRow.id == AttemptRow.job_id)
+        .join(QueueRow, QueueRow.id == JobRow.queue_id)
         .where(AttemptRow.status.in_(sorted(LIVE_ATTEMPT)))  # indexed: no scan of ended ones
     )
+    rows = session.execute(stmt).all()  # plain columns, as for the pending jobs
+    facts = _spec_facts(session, {row.spec_digest: row.job_id for row in rows})
     return tuple(
         RunningJob(
-            job_id=job.id,
-            attempt_id=attempt.id,
-            queue=job.queue.name,
-            priority=job.priority,
-            gpus=tuple(sorted(gpus_by_attempt.get(attempt.id, []))),
-            started_at=(attempt.started_at or attempt.created_at).timestamp(),
-            preemptible=bool(job.spec.get("preemptible", True)),
-            time_limit_s=job.spec.get("time_limit_s"),
-            last_checkpoint_at=_epoch(attempt.last_checkpoint_at),
-            attained_gpu_s=job.attained_gpu_s,  # added to when an attempt ends: before this one
-            stopping=attempt.status is AttemptStatus.STOPPING,
+            job_id=row.job_id,
+            attempt_id=row.id,
+            queue=row.name,
+            priority=row.priority,
+            gpus=tuple(sorted(gpus_by_attempt.get(row.id, []))),
+            started_at=(row.started_at or row.created_at).timestamp(),
+            preemptible=facts[row.spec_digest].preemptible,
+            time_limit_s=facts[row.spec_digest].time_limit_s,
+            last_checkpoint_at=_epoch(row.last_checkpoint_at),
+            attained_gpu_s=row.attained_gpu_s,  # added to when an attempt ends: before this one
+            stopping=row.status is AttemptStatus.STOPPING,
         )
-        for attempt, job in session.execute(stmt).unique().all()
+        for row in rows
     )
 
 
