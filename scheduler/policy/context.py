@@ -34,6 +34,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Protocol
 
 from scheduler.domain.decisions import Decisions, Placement, Preemption, Wait
@@ -106,6 +107,8 @@ class Context:
     queues: dict[str, QueueState]
     capacity: int  # healthy GPUs on schedulable nodes
     extra: dict[str, object] = field(default_factory=dict)  # per-pass scratch for pieces
+    # every GPU's type by (node, index) (``gpu_types_of``; None: not worked out yet)
+    gpu_types: dict[tuple[str, int], str] | None = None
 
     def queue(self, name: str) -> QueueState:
         state = self.queues.get(name)
@@ -120,9 +123,9 @@ class Context:
 
 def make_context(snapshot: Snapshot, params: PolicyParams | None = None) -> Context:
     queues = {q.name: QueueState(q) for q in snapshot.queues}
-    ctx = Context(snapshot, params or PolicyParams(), queues, capacity=_capacity(snapshot))
-    # by (node, index): plain tuples hash in C, ``GpuRef``s in Python
-    gpu_types = {(n.name, g.index): g.gpu_type for n in snapshot.nodes for g in n.gpus}
+    gpu_types = gpu_types_of(snapshot.nodes)
+    params = params or PolicyParams()
+    ctx = Context(snapshot, params, queues, _capacity(snapshot), gpu_types=gpu_types)
     held = Counter(  # GPUs by (queue, type), counted in C: one charge per pair
         (running.queue, gpu_types.get((ref.node, ref.index)))
         for running in snapshot.running
@@ -144,6 +147,11 @@ def make_context(snapshot: Snapshot, params: PolicyParams | None = None) -> Cont
     return ctx
 
 
+def gpu_types_of(nodes: Iterable[NodeView]) -> dict[tuple[str, int], str]:
+    """Every GPU's type by (node, index): plain tuples hash in C, ``GpuRef``s in Python."""
+    return {(n.name, g.index): g.gpu_type for n in nodes for g in n.gpus}
+
+
 def _add_held(ctx: Context, queue: str, gpus: int, gpu_type: str | None = None) -> None:
     leaf = ctx.queue(queue)
     states = [leaf] if leaf.view.parent is None else [leaf, ctx.queue(leaf.view.parent)]
@@ -155,7 +163,8 @@ def _add_held(ctx: Context, queue: str, gpus: int, gpu_type: str | None = None) 
 
 
 def _capacity(snapshot: Snapshot) -> int:
-    return sum(1 for n in snapshot.nodes if n.schedulable for g in n.gpus if g.healthy)
+    healthy = attrgetter("healthy")  # summed in C, a node at a time
+    return sum(sum(map(healthy, n.gpus)) for n in snapshot.nodes if n.schedulable)
 
 
 Ordering = Callable[[Context], list[PendingJob]]

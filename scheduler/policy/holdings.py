@@ -29,7 +29,7 @@ from scheduler.domain.snapshot import (
     ResourceRequest,
     RunningJob,
 )
-from scheduler.policy.context import Context
+from scheduler.policy.context import Context, gpu_types_of
 from scheduler.policy.fairshare import guarantee, type_quota
 from scheduler.policy.placement import gpu_matches
 
@@ -47,9 +47,6 @@ class Ledger:
             for name, state in ctx.queues.items()
             for gpu_type, held in state.held_by_type.items()
         }
-        # by (node, index), filled when first needed (shared by copies): tuples hash in C,
-        # ``GpuRef``s in Python
-        self.gpu_types: dict[tuple[str, int], str] = {}
         self.types_of: dict[int, Counter[str]] = {}  # by attempt id; shared by copies
         # what a victim walk asks again and again, fixed for the cycle; shared by copies
         self.orgs: dict[str, str | None] = {}
@@ -57,7 +54,7 @@ class Ledger:
 
     def copy(self) -> Ledger:
         clone = object.__new__(Ledger)
-        clone.ctx, clone.gpu_types, clone.types_of = self.ctx, self.gpu_types, self.types_of
+        clone.ctx, clone.types_of = self.ctx, self.types_of
         clone.orgs, clone.guarantees = self.orgs, self.guarantees
         clone.held, clone.by_type = dict(self.held), dict(self.by_type)
         return clone
@@ -150,14 +147,14 @@ class Ledger:
     def _types(self, running: RunningJob) -> Counter[str]:
         types = self.types_of.get(running.attempt_id)
         if types is None:
-            if not self.gpu_types:
-                nodes = self.ctx.snapshot.nodes
-                self.gpu_types.update(
-                    ((n.name, g.index), g.gpu_type.casefold()) for n in nodes for g in n.gpus
-                )
-            found = self.gpu_types.get
+            gpu_types = self.ctx.gpu_types
+            if gpu_types is None:
+                gpu_types = self.ctx.gpu_types = gpu_types_of(self.ctx.snapshot.nodes)
+            found = gpu_types.get
             types = Counter(
-                t for ref in running.gpus if (t := found((ref.node, ref.index))) is not None
+                t.casefold()
+                for ref in running.gpus
+                if (t := found((ref.node, ref.index))) is not None
             )
             self.types_of[running.attempt_id] = types
         return types
@@ -167,13 +164,20 @@ class Occupancy:
     """Per up node: free and held GPU indices (see the module docstring)."""
 
     def __init__(self, ctx: Context, placements: Iterable[Placement]) -> None:
-        up = [n for n in ctx.snapshot.nodes if n.schedulable]
-        self.views: dict[str, NodeView] = {n.name: n for n in up}
-        self.gpus: dict[tuple[str, int], GpuView] = {
-            (n.name, g.index): g for n in up for g in n.gpus
-        }
-        self.free = {n.name: {g.index for g in n.free_gpus()} for n in up}
-        self.held = {n.name: {g.index for g in n.gpus if g.allocated_to is not None} for n in up}
+        self.views: dict[str, NodeView] = {}
+        self.free: dict[str, set[int]] = {}
+        self.held: dict[str, set[int]] = {}
+        for node in ctx.snapshot.nodes:
+            if not node.schedulable:
+                continue
+            free, held = set(), set()
+            for gpu in node.gpus:  # one walk of the GPUs: a cycle builds this every time
+                if gpu.allocated_to is not None:
+                    held.add(gpu.index)
+                elif gpu.healthy:
+                    free.add(gpu.index)
+            self.views[node.name], self.free[node.name], self.held[node.name] = node, free, held
+        self._gpus: dict[str, dict[int, GpuView]] = {}  # by node, then index: when needed
         self._matches: dict[tuple[str, str | None, int | None], frozenset[int]] = {}
         for running in ctx.snapshot.running:
             if running.stopping:
@@ -189,11 +193,21 @@ class Occupancy:
 
     def release(self, gpus: Iterable[GpuRef]) -> None:
         for ref in gpus:
-            gpu = self.gpus.get((ref.node, ref.index))
+            gpu = self._gpu(ref.node, ref.index)
             if gpu is not None and ref.index in self.held[ref.node]:
                 self.held[ref.node].discard(ref.index)
                 if gpu.healthy:
                     self.free[ref.node].add(ref.index)
+
+    def _gpu(self, node: str, index: int) -> GpuView | None:
+        """The up node's GPU ``index``, None if the snapshot does not show it."""
+        gpus = self._gpus.get(node)
+        if gpus is None:
+            view = self.views.get(node)
+            if view is None:
+                return None
+            gpus = self._gpus[node] = {g.index: g for g in view.gpus}
+        return gpus.get(index)
 
     def usable(
         self,

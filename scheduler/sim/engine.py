@@ -9,6 +9,12 @@ Each step of the loop takes the earliest event time ``now`` and
    (placements start attempts and schedule their ends; preemptions mark the attempt
    stopping and schedule its stop ``stop_delay_s`` later).
 
+So the events of one virtual time are one burst with one cycle after them: the server's
+loop (``loops/schedule.py``) runs a cycle on an event and folds the events that come
+during its minimum gap into the next one; a trace's distinct times are seconds apart,
+far more than that gap, so only events at the very same time share a cycle
+(``cycle_interval_s`` widens a burst).
+
 With ``cycle_interval_s`` > 0 cycles are at least that far apart (a periodic
 scheduler, or a way to replay huge traces faster): a cycle due sooner is deferred to
 the end of the interval, its events waiting as a busy server's would.
@@ -17,8 +23,10 @@ A cycle is skipped when it cannot change anything: no job is pending, or the pol
 cannot preempt and no pending request fits the free GPUs of enough nodes (a necessary
 condition of any placement, ``SimCluster.could_fit``). A stop at ``now`` itself (no
 stop delay) is a new event at the same time, so the freed GPUs get a second cycle at
-that instant, as the server's cycle is woken when an attempt ends. A policy that keeps
-preempting and placing at one instant (thrashing) gets ``MAX_CYCLES_PER_INSTANT``
+that instant, as the server's cycle is woken when an attempt ends. The end an attempt
+would have reached had it not been stopped (and a stop after an attempt ended by
+itself) is no event: its time gets no cycle, as no server would wake then. A policy
+that keeps preempting and placing at one instant (thrashing) gets ``MAX_CYCLES_PER_INSTANT``
 cycles there, then none until the next event; ``thrashing_instants`` counts it.
 
 Cost per event time: O(events + queues + GPU types) of bookkeeping, plus the cycle
@@ -114,6 +122,7 @@ class Engine:
         return self.stats
 
     def _next_time(self) -> float | None:
+        self._drop_stale()
         arrival = None
         if self._next_arrival < len(self.arrivals):
             arrival = self.arrivals[self._next_arrival][0].submitted_at
@@ -121,6 +130,14 @@ class Engine:
         if arrival is None or (event is not None and event < arrival):
             return event
         return arrival
+
+    def _drop_stale(self) -> None:
+        """Drop ends and stops of attempts that are gone: a preempted attempt's end, a
+        finished one's stop. They are not events (the server would not wake), so their
+        times get no cycle."""
+        events, attempts = self._events, self.state.attempts
+        while events and events[0][1] != TICK and events[0][2] not in attempts:
+            heapq.heappop(events)
 
     def _apply_events(self, now: float) -> None:
         state, events = self.state, self._events

@@ -100,6 +100,26 @@ def test_simultaneous_events_make_one_cycle() -> None:
     assert [j.ended_at for j in _state(result).done] == [10.0, 10.0, 30.0]
 
 
+def test_the_end_a_preempted_attempt_would_have_reached_is_no_event() -> None:
+    # job 1 (2 GPUs, 3,000 s) is preempted at 1,000 for job 2, which ends at 1,500; job 1
+    # restarts then and ends at 1,500 + 60 + 2,100 = 3,660. Job 3 arrives at 1,600 and
+    # waits. Its first attempt would have ended at 3,000: no cycle there.
+    jobs = [trace_job(1, 2, 3000), trace_job(2, 2, 500, at=1000, priority=5)]
+    jobs.append(trace_job(3, 2, 10, at=1600))
+    seen: list[float] = []
+
+    class Spy(PreemptAt):
+        def decide(self, snapshot: Snapshot) -> Decisions:
+            seen.append(snapshot.now)
+            return super().decide(snapshot)
+
+    config = SimConfig(parse_shape("1x2"), cost=CostModel(60.0, 900.0))
+    result = replay(jobs, config, Spy(1000.0, job_id=1))  # type: ignore[arg-type]
+    assert seen == [0.0, 1000.0, 1000.0, 1500.0, 1600.0, 3660.0]
+    assert result.stats.event_times == 7  # 0, 1,000 twice (the stop), 1,500, 1,600, 3,660, 3,670
+    assert _state(result).jobs[3].ended_at == 3670.0
+
+
 def test_no_cycle_while_no_gpu_is_free_unless_the_policy_may_preempt() -> None:
     jobs = [trace_job(1, 2, 100), trace_job(2, 1, 10, at=5), trace_job(3, 1, 10, at=6)]
     config = SimConfig(parse_shape("1x2"))
