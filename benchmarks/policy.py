@@ -12,11 +12,13 @@ Scenarios (``--scenarios``, all by default):
 
 Preemption costs ``--restart-overhead-s`` (60) plus the work since the last checkpoint
 (``--checkpoint-interval-s``, 900); ``--free-preemption`` sets both to 0, as the
-published reference results assume. Policies are registry names, optionally with
-pieces: ``fair_share+preemption=reclaim``; names the registry does not know yet are
-reported and skipped. Targets checked for the first policy on the week: average JCT
-within 10 % of the lower bound, GPU idle while demand under 1 % of GPU-time, guarantee
-violations under 2 % of queue-time.
+published reference results assume. ``--time-limits`` gives every job a user time
+limit from its duration (``none``, ``exact``, ``x2``, ``x1-10``: see ``corral simulate
+--help``); the traces carry none, so by default backfill cannot use time. Policies are
+registry names, optionally with pieces: ``fair_share+preemption=reclaim``; names the
+registry does not know yet are reported and skipped. Targets checked for the first
+policy on the week: average JCT within 10 % of the lower bound, GPU idle while demand
+under 1 % of GPU-time, guarantee violations under 2 % of queue-time.
 
     python benchmarks/policy.py --traces ../shared/traces
     python benchmarks/policy.py --traces ../shared/traces --scenarios week \\
@@ -40,7 +42,7 @@ from scheduler.sim.report import format_table, to_json
 from scheduler.sim.rows import TraceJob, parse_time
 from scheduler.sim.run import PolicyChoice, SimConfig, SimResult, build_policy, simulate_many
 from scheduler.sim.state import CostModel
-from scheduler.sim.traces import load_trace, select_jobs
+from scheduler.sim.traces import TimeLimits, load_trace, select_jobs
 
 WEEK = "converted/philly_week_20171009_alibaba_sim_format.csv"
 PHILLY = "philly_pollux/philly.csv"
@@ -107,6 +109,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--restart", type=float, default=60.0, help="restart overhead (s)")
     parser.add_argument("--ckpt", type=float, default=900.0, help="checkpoint interval (s)")
     parser.add_argument("--free-preemption", action="store_true")
+    parser.add_argument("--time-limits", default="none", help="none, exact, xF or xA-B")
     parser.add_argument("--workers", type=int, default=1, help="policies run in parallel")
     parser.add_argument("--json", help="also write every figure to this file")
     return parser
@@ -129,7 +132,7 @@ def _choices(text: str) -> tuple[list[PolicyChoice], list[tuple[str, str]]]:
 def _scenarios(args: argparse.Namespace, traces: Path, cost: CostModel) -> list[Scenario]:
     cluster = parse_shape(args.cluster)
     queues = queues_from_vc(traces / VCS, cluster.total_gpus)
-    config = SimConfig(cluster, queues, cost)
+    config = SimConfig(cluster, queues, cost, time_limits=TimeLimits.parse(args.time_limits))
     wanted = [s.strip() for s in args.scenarios.split(",")]
     philly = load_trace(traces / PHILLY).jobs if {"month", "full"} & set(wanted) else ()
     scenarios = []
@@ -153,7 +156,8 @@ def _setup(scenario: Scenario) -> str:
     return (
         f"{scenario.config.cluster.describe()} ({scenario.config.cluster.total_gpus} GPUs), "
         f"{len(scenario.config.queues)} VC queues, restart {cost.restart_overhead_s:g} s, "
-        f"checkpoints every {cost.checkpoint_interval_s:g} s"
+        f"checkpoints every {cost.checkpoint_interval_s:g} s, "
+        f"time limits {scenario.config.time_limits.label}"
     )
 
 

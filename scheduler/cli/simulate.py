@@ -23,7 +23,7 @@ from scheduler.sim.rows import TraceError, TraceJob, parse_time
 from scheduler.sim.run import PolicyChoice, SimConfig, SimResult, simulate_many
 from scheduler.sim.run import simulate as replay
 from scheduler.sim.state import CostModel
-from scheduler.sim.traces import FORMATS, load_trace, select_jobs
+from scheduler.sim.traces import FORMATS, TimeLimits, load_trace, select_jobs
 
 FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 EPILOG = """Examples:
@@ -34,6 +34,7 @@ EPILOG = """Examples:
   corral simulate philly.csv --start 2017-10-01 --end 2017-11-01 \\
       --policy las+preemption=reclaim --checkpoint-interval-s 900 --json
   corral simulate history.jsonl --cluster-spec nodes.csv --queue-config queues.yaml
+  corral simulate week.csv --time-limits x2 --policy fair_share_sjf
 """
 
 
@@ -96,6 +97,21 @@ def _piece(name: str, what: str) -> Any:
     show_default=True,
     help="cycles at least this far apart (0: at every event time, as the server)",
 )
+@click.option(
+    "--time-limits",
+    metavar="none|exact|xF|xA-B",
+    default="none",
+    show_default=True,
+    help="give each job a time limit: its duration x F (or a factor drawn in [A, B]), "
+    "rounded up to whole minutes",
+)
+@click.option(
+    "--time-limit-seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="seeds the factors drawn by xA-B",
+)
 @click.option("--start", metavar="TIME", help="first submit time (ISO date or seconds)")
 @click.option("--end", metavar="TIME", help="submit times before this")
 @click.option("--limit", type=click.IntRange(min=1), help="at most this many jobs")
@@ -126,12 +142,17 @@ def simulate(**options: Any) -> None:
 
 
 def _run(o: dict[str, Any]) -> None:
+    limits = TimeLimits.parse(o["time_limits"], o["time_limit_seed"])  # before the slow load
     jobs, notes = _jobs(o)
     if not jobs:
         raise CliError("no job of the trace is in the chosen window and queues")
     cluster = _cluster(o)
     config = SimConfig(
-        cluster, _queues(o, cluster), _cost(o), cycle_interval_s=o["cycle_interval_s"]
+        cluster,
+        _queues(o, cluster),
+        _cost(o),
+        cycle_interval_s=o["cycle_interval_s"],
+        time_limits=limits,
     )
     choices = _choices(o)
     for note in notes:
@@ -242,6 +263,8 @@ def _setup(o: dict[str, Any], jobs: tuple[TraceJob, ...], config: SimConfig) -> 
         "checkpoint_interval_s": config.cost.checkpoint_interval_s,
         "stop_delay_s": config.cost.stop_delay_s,
         "cycle_interval_s": config.cycle_interval_s,
+        "time_limits": config.time_limits.label,
+        "time_limit_seed": config.time_limits.seed,
     }
 
 

@@ -4,6 +4,8 @@
 same call the server's settings make), shapes each trace job into a gang request for
 the simulated cluster, runs the ``Engine`` and summarizes (``summary.py``). A job no
 node could ever hold is refused at arrival, as the server refuses it at submit.
+``SimConfig.time_limits`` gives the jobs user time limits (``traces.TimeLimits``); jobs
+stopped at their limit are counted among the unfinished ones, with a note.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from scheduler.sim.queues import with_trace_queues
 from scheduler.sim.rows import TraceJob
 from scheduler.sim.state import CostModel, SimState
 from scheduler.sim.summary import Summary, summarize
+from scheduler.sim.traces import TimeLimits
 
 PIECES = ("ordering", "placement", "preemption", "backfill", "admission")
 SAMPLES = 1000  # points of the time series, about
@@ -83,6 +86,7 @@ class SimConfig:
     cost: CostModel = field(default_factory=CostModel)
     sample_interval_s: float | None = None  # None: about SAMPLES points over the trace
     cycle_interval_s: float = 0.0  # 0: a cycle at every event time (the server's way)
+    time_limits: TimeLimits = field(default_factory=TimeLimits)  # default: none
 
 
 @dataclass
@@ -169,6 +173,7 @@ def replay(
         config.cost,
         half_life_s=params.usage_half_life_s,
         report_checkpoints=may_preempt,
+        time_limit=config.time_limits.limit_s,
     )
     start = jobs[0].submitted_at if jobs else 0.0
     recorder = Recorder(state, start, config.sample_interval_s or _interval(jobs))
@@ -186,6 +191,11 @@ def replay(
         notes.append(
             f"the policy thrashed (preempted and placed again, {MAX_CYCLES_PER_INSTANT} cycles "
             f"at one time) at {stats.thrashing_instants} instants"
+        )
+    if state.timed_out:
+        notes.append(
+            f"{len(state.timed_out)} jobs reached their time limit ({config.time_limits.label}) "
+            "and were stopped (timeout); they count as unfinished"
         )
     name = label or policy.name
     return SimResult(name, policy.name, summary, recorder.series, jct, stats, notes, state)

@@ -12,6 +12,13 @@ before it makes progress; progress is saved at every ``checkpoint_interval_s`` o
 overhead 60 s, checkpoints every 900 s; a job of 3,000 s runs 1,000 s, is preempted
 (saved 900 s; 100 s x GPUs lost), restarts and runs 60 + 2,100 s: it ends 2,160 s after
 its restart, and 160 s x GPUs were lost in all.
+
+Time limits (``time_limit``, from ``traces.TimeLimits``): a job's limit is in its
+pending and running views, as the server's snapshot has it, and an attempt still
+running ``time_limit_s`` after it started (restart overhead included) is stopped as the
+server's limits loop stops it: the job ends with a timeout, is not requeued (the
+server retries a timeout only when the job asks) and goes to ``timed_out``, not
+``done``: its work is not finished, so it has no completion time.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
 
 from scheduler.domain.decisions import Placement
@@ -60,12 +67,20 @@ class SimJob:
         "queued_s",
         "remaining_s",
         "request",
+        "time_limit_s",
         "trace",
     )
 
-    def __init__(self, trace: TraceJob, request: ResourceRequest, now: float) -> None:
+    def __init__(
+        self,
+        trace: TraceJob,
+        request: ResourceRequest,
+        now: float,
+        time_limit_s: int | None = None,
+    ) -> None:
         self.trace = trace
         self.request = request
+        self.time_limit_s = time_limit_s
         self.remaining_s = trace.duration_s
         self.attained_gpu_s = 0.0  # GPU-seconds held so far, lost work included
         self.lost_gpu_s = 0.0  # GPU-seconds of restart overhead and unsaved progress
@@ -84,14 +99,25 @@ class SimJob:
             priority=t.priority,
             submitted_at=t.submitted_at,
             request=self.request,
+            time_limit_s=self.time_limit_s,
             attained_gpu_s=self.attained_gpu_s,
         )
 
 
 class Attempt:
-    """One execution of a job on concrete GPUs."""
+    """One execution of a job on concrete GPUs; it ends when its work is done or at its
+    job's time limit, whichever comes first (``times_out``)."""
 
-    __slots__ = ("ends_at", "job", "overhead_s", "started_at", "stopping", "view", "work_s")
+    __slots__ = (
+        "ends_at",
+        "job",
+        "overhead_s",
+        "started_at",
+        "stopping",
+        "times_out",
+        "view",
+        "work_s",
+    )
 
     def __init__(self, job: SimJob, view: RunningJob, overhead_s: float) -> None:
         self.job = job
@@ -100,6 +126,10 @@ class Attempt:
         self.overhead_s = overhead_s
         self.work_s = job.remaining_s  # work left when it started
         self.ends_at = self.started_at + overhead_s + self.work_s
+        limit = job.time_limit_s
+        self.times_out = limit is not None and self.started_at + limit < self.ends_at
+        if limit is not None and self.times_out:
+            self.ends_at = self.started_at + limit
         self.stopping = False
 
     def progress_s(self, now: float) -> float:
@@ -154,6 +184,13 @@ class QueueLedger:
         return tuple(QueueView(**f, usage_gpu_s=usage[n]) for n, f in self._fields.items())
 
 
+TimeLimit = Callable[[TraceJob], int | None]  # a job's time limit in s (None: no limit)
+
+
+def no_time_limit(trace: TraceJob) -> int | None:
+    return None
+
+
 class SimState:
     """Arrived jobs, live attempts and the cluster: everything a snapshot is made of."""
 
@@ -165,15 +202,18 @@ class SimState:
         *,
         half_life_s: float = PolicyParams().usage_half_life_s,
         report_checkpoints: bool = True,
+        time_limit: TimeLimit = no_time_limit,
     ) -> None:
         self.cluster = cluster
         self.cost = cost
+        self.time_limit = time_limit
         self.ledger = QueueLedger(queues, half_life_s)
         self.jobs: dict[int, SimJob] = {}
         self.pending: dict[int, PendingJob] = {}
         self.attempts: dict[int, Attempt] = {}
         self.running: dict[int, RunningJob] = {}  # attempt id -> its view
         self.done: list[SimJob] = []
+        self.timed_out: list[SimJob] = []  # stopped at their time limit (not in done)
         self._next_attempt = 1
         self._report_checkpoints = report_checkpoints and cost.checkpoint_interval_s > 0
         self._checkpoints: list[tuple[float, int]] = []  # (time, attempt id)
@@ -182,7 +222,8 @@ class SimState:
         if trace.job_id in self.jobs:
             raise ValueError(f"job {trace.job_id} arrived twice")
         self.ledger.advance(now)
-        job = self.jobs[trace.job_id] = SimJob(trace, request, now)
+        job = SimJob(trace, request, now, self.time_limit(trace))
+        self.jobs[trace.job_id] = job
         self._enqueue(job, now)
         return job
 
@@ -231,12 +272,17 @@ class SimState:
         return job
 
     def finish(self, attempt_id: int, now: float) -> SimJob:
+        """End an attempt at its end: its work done, or its time limit reached (timeout)."""
         attempt = self._end(attempt_id, now)
         job = attempt.job
         job.lost_gpu_s += attempt.overhead_s * job.request.total_gpus  # its restart
-        job.remaining_s = 0.0
         job.ended_at = now
-        self.done.append(job)
+        if attempt.times_out:
+            job.remaining_s = attempt.work_s - attempt.progress_s(now)
+            self.timed_out.append(job)
+        else:
+            job.remaining_s = 0.0
+            self.done.append(job)
         return job
 
     def snapshot(self, now: float) -> Snapshot:
@@ -277,6 +323,7 @@ class SimState:
             priority=job.trace.priority,
             gpus=tuple(sorted(placement.gpus)),
             started_at=now,
+            time_limit_s=job.time_limit_s,
             attained_gpu_s=job.attained_gpu_s,
         )
 

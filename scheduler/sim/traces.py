@@ -15,11 +15,18 @@ Formats (``detect_format`` tells them apart by the first line):
 A malformed row is refused with its row number (the header is row 1) and the reason,
 e.g. ``philly.csv: row 7: num_gpus '0' is below 1``; ``strict=False`` skips such rows
 instead and lists them in ``LoadedTrace.skipped``.
+
+The published traces carry no user time limit. ``TimeLimits`` models the one a user
+would have given: the real duration times a factor (users over-estimate), rounded up
+to whole minutes as users give limits (Slurm's ``--time``). Example: ``x2`` gives a job
+of 1,000 s the limit 2,040 s (2,000 s rounded up to 34 minutes).
 """
 
 from __future__ import annotations
 
 import csv
+import math
+import random
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -43,7 +50,9 @@ ALIBABA_COLUMNS = ("job_id", "user", "num_gpu", "duration", "submit_time", "num_
 FORMATS = ("philly", "alibaba", "corral")
 GPU_TIME_TOLERANCE = 0.01  # relative
 
-__all__ = ["LoadedTrace", "TraceError", "TraceJob", "load_trace", "select_jobs"]
+LIMIT_GRANULARITY_S = 60  # users give time limits in whole minutes
+
+__all__ = ["LoadedTrace", "TimeLimits", "TraceError", "TraceJob", "load_trace", "select_jobs"]
 
 
 @dataclass(frozen=True)
@@ -190,3 +199,59 @@ def select_jobs(
         if limit is not None and len(chosen) >= limit:
             break
     return tuple(chosen)
+
+
+@dataclass(frozen=True)
+class TimeLimits:
+    """The user time limit each trace job gets: its duration x a factor, whole minutes up.
+
+    ``parse`` reads the option's text: ``none`` (no limits: the trace as published),
+    ``exact`` (factor 1), ``xF`` (factor F, e.g. ``x2``) or ``xA-B`` (each job's factor
+    drawn log-uniformly from [A, B], from a generator seeded by ``seed`` and the job id,
+    so a job gets the same limit whatever the window or order). A factor below 1 makes
+    jobs reach their limit: the simulator stops them as the server does (timeout).
+    """
+
+    low: float | None = None  # None: no limits
+    high: float | None = None
+    seed: int = 0
+
+    @classmethod
+    def parse(cls, text: str, seed: int = 0) -> TimeLimits:
+        spec = text.strip().lower()
+        if spec == "none":
+            return cls(seed=seed)
+        if spec == "exact":
+            return cls(1.0, 1.0, seed)
+        low, sep, high = spec.removeprefix("x").partition("-")
+        try:
+            if not spec.startswith("x"):
+                raise ValueError(spec)
+            factors = (float(low), float(high) if sep else float(low))
+        except ValueError:
+            raise ValueError(
+                f"time limits {text!r}: expected none, exact, xF (e.g. x2) or xA-B (e.g. x1-10)"
+            ) from None
+        if not all(math.isfinite(f) and f > 0 for f in factors) or factors[0] > factors[1]:
+            raise ValueError(f"time limits {text!r}: factors must be > 0 and A <= B")
+        return cls(factors[0], factors[1], seed)
+
+    @property
+    def label(self) -> str:
+        """``none``, ``x2`` or ``x1-10`` (``exact`` is ``x1``)."""
+        if self.low is None or self.high is None:
+            return "none"
+        if self.low == self.high:
+            return f"x{self.low:g}"
+        return f"x{self.low:g}-{self.high:g}"
+
+    def limit_s(self, job: TraceJob) -> int | None:
+        """The job's limit in whole seconds (a whole number of minutes, at least one)."""
+        if self.low is None or self.high is None:
+            return None
+        factor = self.low
+        if self.high > self.low:
+            draw = random.Random(f"{self.seed}:{job.job_id}").random()
+            factor = math.exp(math.log(self.low) + draw * math.log(self.high / self.low))
+        minutes = math.ceil(job.duration_s * factor / LIMIT_GRANULARITY_S - 1e-9)
+        return max(1, minutes) * LIMIT_GRANULARITY_S
