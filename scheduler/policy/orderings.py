@@ -10,6 +10,11 @@ No ordering mutates the context: progressive fills charge local copies.
   it as if placed; ties go to the smaller decayed usage, then the queue name. With orgs
   the org's deficit picks first, then its children's. Inside a queue: higher priority,
   then least attained GPU-service (Tiresias 2D-LAS), then earlier submission, then id.
+- ``fair_share_sjf``: ``fair_share`` across queues; inside a queue, higher priority,
+  then shortest time limit first (jobs without one last, by 2D-LAS), except that a job
+  pending for ``params.sjf_aging_s`` since its submission has aged: aged jobs go before the
+  young ones of their priority, by submit time, so no long job starves behind a stream
+  of short ones.
 - ``fifo``: submit time, then id (no priority).
 - ``las``: Tiresias discretised 2D-LAS: bands by attained GPU-seconds, FIFO in a band.
 - ``drf``: dominant resource fairness, progressive like ``fair_share``.
@@ -41,6 +46,32 @@ from scheduler.policy.fairshare import MIN_WEIGHT
 def fair_share(ctx: Context) -> list[PendingJob]:
     """Queues by normalised deficit (progressive fill), jobs by priority then 2D-LAS."""
     return _progressive(ctx, _by_las_in_queue, _deficit_score)
+
+
+def fair_share_sjf(ctx: Context) -> list[PendingJob]:
+    """Queues by normalised deficit; inside a queue shortest time limit first, with aging."""
+    by_limit = shortest_first(ctx.snapshot.now, ctx.params.sjf_aging_s)
+    return _progressive(ctx, by_limit, _deficit_score)
+
+
+def shortest_first(now: float, aging_s: float) -> Callable[[list[PendingJob]], None]:
+    """An in-queue sort: priority, then aged jobs (pending ``aging_s`` since submission) by
+    submit time, then the young ones by time limit (none: last), attained service, submit
+    time. Example, aging 4 h at 10:00: A (limit 1 h, submitted 09:00), B (limit 8 h,
+    05:00), C (no limit, 09:30), D (limit 2 h, 09:50) go B, A, D, C.
+    """
+    inf = math.inf
+
+    def key(job: PendingJob) -> tuple[float, ...]:
+        if now - job.submitted_at >= aging_s:
+            return (-job.priority, 0.0, 0.0, 0.0, job.submitted_at, job.job_id)
+        limit = inf if job.time_limit_s is None else job.time_limit_s
+        return (-job.priority, 1.0, limit, job.attained_gpu_s, job.submitted_at, job.job_id)
+
+    def sort(jobs: list[PendingJob]) -> None:
+        jobs.sort(key=key)
+
+    return sort
 
 
 def drf(ctx: Context) -> list[PendingJob]:

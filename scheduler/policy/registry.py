@@ -18,7 +18,7 @@ from scheduler.policy.backfill import backfill
 from scheduler.policy.context import Admission, Ordering, Pass, Place, PolicyParams, Preempt
 from scheduler.policy.decide import Policy, admit_all, greedy, no_preemption
 from scheduler.policy.ordering import priority_fifo
-from scheduler.policy.orderings import drf, fair_share, fifo, las, multifactor
+from scheduler.policy.orderings import drf, fair_share, fair_share_sjf, fifo, las, multifactor
 from scheduler.policy.placement import best_fit
 from scheduler.policy.preemption import reclaim, reclaim_las
 
@@ -28,6 +28,7 @@ ORDERINGS: Mapping[str, Ordering] = MappingProxyType(
     {
         "priority_fifo": priority_fifo,  # priority, then submit time, then job id
         "fair_share": fair_share,  # queues by deficit to their fair share; priority, 2D-LAS
+        "fair_share_sjf": fair_share_sjf,  # fair_share; in a queue shortest limit, with aging
         "fifo": fifo,  # submit time, then job id (no priority)
         "las": las,  # Tiresias discretised 2D-LAS: bands of attained GPU-seconds, FIFO
         "drf": drf,  # least GPUs held per weight (DRF with GPUs the only resource)
