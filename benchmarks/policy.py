@@ -36,6 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a clean checkout
+
 from scheduler.sim.cluster import parse_shape
 from scheduler.sim.queues import queues_from_vc
 from scheduler.sim.report import format_table, to_json

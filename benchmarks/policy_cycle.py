@@ -24,10 +24,14 @@ import argparse
 import gc
 import random
 import statistics
+import sys
 import time
 import tracemalloc
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a clean checkout
 
 from scheduler.domain.snapshot import (
     GpuRef,
