@@ -115,11 +115,7 @@ def test_a_restarted_attempt_has_the_same_limit_and_pays_its_overhead_in_it() ->
     # limit 3,000) is preempted at 800, before its first checkpoint: it keeps nothing.
     # Job 2 (2 GPUs, 500 s) runs 800-1,300; job 1 restarts at 1,300 and would need
     # 60 + 3,000 s, past its 3,000 s limit: it is stopped at 4,300.
-    jobs = [trace_job(1, 2, 3000, at=0), trace_job(2, 2, 500, at=800, priority=5)]
-    config = SimConfig(
-        parse_shape("1x2"), cost=CostModel(60.0, 900.0), time_limits=TimeLimits.parse("exact")
-    )
-    result = replay(jobs, config, PreemptAt(800.0, job_id=1))  # type: ignore[arg-type]
+    result = _preempted_at_800("exact")
     state = _state(result)
     job = state.jobs[1]
     assert (job.ended_at, job.attempts, job.preemptions) == (4300.0, 2, 1)
@@ -129,12 +125,18 @@ def test_a_restarted_attempt_has_the_same_limit_and_pays_its_overhead_in_it() ->
 
 def test_a_limit_with_room_for_the_restart_changes_nothing() -> None:
     # As above with x2 limits (6,000 s): job 1 restarts at 1,300 and ends at 4,360.
-    jobs = [trace_job(1, 2, 3000, at=0), trace_job(2, 2, 500, at=800, priority=5)]
-    config = SimConfig(
-        parse_shape("1x2"), cost=CostModel(60.0, 900.0), time_limits=TimeLimits.parse("x2")
-    )
-    result = replay(jobs, config, PreemptAt(800.0, job_id=1))  # type: ignore[arg-type]
+    result = _preempted_at_800("x2")
     state = _state(result)
     assert state.jobs[1].ended_at == 4360.0
     assert not state.timed_out
     assert result.summary.jobs == 2
+
+
+def _preempted_at_800(limits: str) -> SimResult:
+    """Job 1 (2 GPUs, 3,000 s) on one 2-GPU node, preempted at 800 for job 2 (500 s);
+    checkpoints every 900 s, restart 60 s."""
+    jobs = [trace_job(1, 2, 3000, at=0), trace_job(2, 2, 500, at=800, priority=5)]
+    config = SimConfig(
+        parse_shape("1x2"), cost=CostModel(60.0, 900.0), time_limits=TimeLimits.parse(limits)
+    )
+    return replay(jobs, config, PreemptAt(800.0, job_id=1))  # type: ignore[arg-type]
