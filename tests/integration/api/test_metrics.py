@@ -122,7 +122,8 @@ def test_metrics_carry_the_cluster_state(api: Api) -> None:
     ]
     assert _only(got, "corral_job_wait_seconds_count") == 2  # the two jobs that started
     assert _only(got, "corral_job_wait_seconds_sum") == pytest.approx(
-        sum(w.total_seconds() for w in waits), abs=0.002  # SQLite counts milliseconds
+        sum(w.total_seconds() for w in waits),
+        abs=0.002,  # SQLite counts milliseconds
     )
     buckets = by(got, "corral_job_wait_seconds_bucket", "le")
     assert buckets["+Inf"] == 2
