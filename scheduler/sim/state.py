@@ -127,9 +127,9 @@ class Attempt:
         self.work_s = job.remaining_s  # work left when it started
         self.ends_at = self.started_at + overhead_s + self.work_s
         limit = job.time_limit_s
-        self.times_out = limit is not None and self.started_at + limit < self.ends_at
-        if limit is not None and self.times_out:
-            self.ends_at = self.started_at + limit
+        timeout_at = math.inf if limit is None else self.started_at + limit
+        self.times_out = timeout_at < self.ends_at
+        self.ends_at = min(self.ends_at, timeout_at)
         self.stopping = False
 
     def progress_s(self, now: float) -> float:

@@ -95,20 +95,20 @@ _HOLDER = (
 def holder(session: Session, token: str, now: datetime) -> Holder | None:
     """The bearer of ``token`` in one read; None if unknown, revoked or expired."""
     row = session.execute(_HOLDER, {"digest": digest(token)}).one_or_none()
-    if row is None or row.revoked_at is not None:
-        return None
-    if row.expires_at is not None and row.expires_at <= now:
+    if row is None or not _valid(row.revoked_at, row.expires_at, now):
         return None
     return Holder(row.user_name or row.name, row.role, row.user_id, row.node_name, row.expires_at)
 
 
 def verify(session: Session, token: str, now: datetime) -> TokenRow | None:
     row = session.scalars(select(TokenRow).where(TokenRow.digest == digest(token))).one_or_none()
-    if row is None or row.revoked_at is not None:
-        return None
-    if row.expires_at is not None and row.expires_at <= now:
+    if row is None or not _valid(row.revoked_at, row.expires_at, now):
         return None
     return row
+
+
+def _valid(revoked_at: datetime | None, expires_at: datetime | None, now: datetime) -> bool:
+    return revoked_at is None and (expires_at is None or expires_at > now)
 
 
 def revoked_since(session: Session, since: datetime) -> set[str]:
