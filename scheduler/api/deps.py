@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Annotated
 
@@ -31,7 +31,9 @@ from scheduler.store import tokens as store_tokens
 from scheduler.store.models import utcnow
 
 
-def runtime(request: Request) -> Runtime:
+async def runtime(request: Request) -> Runtime:
+    """A coroutine, as every dependency here that does no I/O: FastAPI runs a plain
+    function in its thread pool, one thread hop per request for a lookup."""
     rt: Runtime = request.app.state.runtime
     return rt
 
@@ -117,11 +119,11 @@ async def principal(
 Auth = Annotated[Principal, Depends(principal)]
 
 
-def allow(*roles: Role) -> Callable[[Principal], Principal]:
+def allow(*roles: Role) -> Callable[[Principal], Awaitable[Principal]]:
     """A dependency that lets only ``roles`` through."""
     allowed = frozenset(roles)
 
-    def check(who: Auth) -> Principal:
+    async def check(who: Auth) -> Principal:
         if who.role not in allowed:
             names = ", ".join(sorted(allowed))
             raise Forbidden(f"the {who.role} role may not do this (allowed: {names})")

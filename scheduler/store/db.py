@@ -5,12 +5,14 @@ SQLite (the embedded default) runs in WAL mode with foreign keys on and
 transactions begin ``IMMEDIATE`` so two writers queue instead of failing to upgrade
 a read lock; inside one process they queue on a lock first, which wakes the next
 writer at once where SQLite's own busy handler would sleep. PostgreSQL
-(``postgresql+psycopg://``) is used as it is.
+(``postgresql+psycopg://``) is used as it is, with a pool whose connections are
+pinged before use only when they sat idle (``_ping_when_idle``).
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
@@ -22,13 +24,14 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 import migrations
 from scheduler.domain.errors import Unavailable
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+PING_IDLE_S = 1.0  # a pooled PostgreSQL connection idle this long is pinged before use
 
 
 def sqlite_url(data_dir: Path) -> str:
@@ -49,6 +52,33 @@ def _configure_sqlite(engine: Engine, *, immediate: bool) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Ping a pooled connection before use only if it sat in the pool ``PING_IDLE_S``.
+
+    A ping per checkout (``pool_pre_ping``) is one more round trip for every transaction,
+    and a busy server's connections come back to the pool milliseconds before their
+    next use. One that sat idle may have been cut (a restarted PostgreSQL) and is
+    replaced here; one in steady use that was cut fails its statement, which answers
+    503 as during the outage itself, and SQLAlchemy then drops every pooled connection
+    as old as it."""
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_conn: Any, record: Any) -> None:
+        record.info["returned_at"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        returned = record.info.get("returned_at")
+        if returned is None or time.monotonic() - returned < PING_IDLE_S:
+            return  # new, or in steady use
+        try:
+            alive = engine.dialect.do_ping(dbapi_conn)
+        except Exception as exc:  # the pool replaces it (and retries the checkout)
+            raise DisconnectionError(str(exc)) from exc
+        if not alive:
+            raise DisconnectionError("the connection did not answer a ping")
 
 
 @contextmanager
@@ -81,7 +111,8 @@ class Database:
             self.read_engine = create_engine(url, connect_args={"check_same_thread": False})
             _configure_sqlite(self.read_engine, immediate=False)
         else:
-            self.engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+            self.engine = create_engine(url, pool_size=10, max_overflow=20)
+            _ping_when_idle(self.engine)
             self.read_engine = self.engine
         self._write = sessionmaker(self.engine, expire_on_commit=False)
         self._writers: AbstractContextManager[object] = (
