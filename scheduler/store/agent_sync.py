@@ -14,9 +14,11 @@ restarted): it ends like a lost node.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Executable, bindparam, func, select
 from sqlalchemy.orm import Session, aliased, joinedload
@@ -196,26 +198,29 @@ def _live_part_rows_stmt() -> Executable:
 
 # the hot path's statements are built once: building one costs more than running it
 _LIVE_PART_ROWS = _live_part_rows_stmt()
-_NODE = select(
-    NodeRow.id,
-    NodeRow.state,
-    NodeRow.drained,
-    NodeRow.hostname,
-    NodeRow.cpus,
-    NodeRow.memory_total_mib,
-    NodeRow.agent_version,
-    NodeRow.last_sample_at,
-).where(NodeRow.name == bindparam("name"))
-_GPUS = select(
-    GpuRow.id,
-    GpuRow.index,
-    GpuRow.uuid,
-    GpuRow.name,
-    GpuRow.gpu_type,
-    GpuRow.memory_total_mib,
-    GpuRow.present,
-    GpuRow.healthy,
-).where(GpuRow.node_id == bindparam("node_id"))
+# the node and its GPUs in one read (a GPU-less node: one row of NULL GPU columns)
+_NODE_GPUS = (
+    select(
+        NodeRow.id,
+        NodeRow.state,
+        NodeRow.drained,
+        NodeRow.hostname,
+        NodeRow.cpus,
+        NodeRow.memory_total_mib,
+        NodeRow.agent_version,
+        NodeRow.last_sample_at,
+        GpuRow.id,
+        GpuRow.index,
+        GpuRow.uuid,
+        GpuRow.name,
+        GpuRow.gpu_type,
+        GpuRow.memory_total_mib,
+        GpuRow.present,
+        GpuRow.healthy,
+    )
+    .outerjoin(GpuRow, GpuRow.node_id == NodeRow.id)
+    .where(NodeRow.name == bindparam("name"))
+)
 _HELD_GPUS = (
     select(AllocationRow.attempt_id, AllocationRow.gpu_index)
     .where(AllocationRow.node_id == bindparam("node_id"), AllocationRow.released_at.is_(None))
@@ -449,21 +454,24 @@ def quick_sync(
     caller's, and may be written later in a batch: it is telemetry, not job state.
     """
     facts = req.node
-    node = session.execute(_NODE, {"name": facts.name}).one_or_none()
-    if node is None or node.state != NODE_UP:
+    rows = session.execute(_NODE_GPUS, {"name": facts.name}).all()
+    if not rows:
         return None
-    stored = (node.hostname, node.cpus, node.memory_total_mib, node.agent_version)
+    node_id, state, drained, hostname, cpus, memory, version, last_sample_at = rows[0][:8]
+    if state != NODE_UP:
+        return None
+    stored = (hostname, cpus, memory, version)
     if stored != (facts.hostname, facts.cpus, facts.memory_total_mib, facts.agent_version):
         return None
-    gpu_ids = _same_gpus(session, node.id, req)
+    gpu_ids = _same_gpus([row[8:] for row in rows if row[8] is not None], req)
     if gpu_ids is None:
         return None
-    parts = live_part_rows(session, node.id)
+    parts = live_part_rows(session, node_id)
     if not _nothing_to_apply(parts, req.attempts):
-        return QuickSync(node.id, gpu_ids, node.last_sample_at, None)
-    state = "drained" if node.drained else node.state
-    reply = _reply(session, node.id, state, parts, req, checkpoints, interval_s, node_timeout_s)
-    return QuickSync(node.id, gpu_ids, node.last_sample_at, reply)
+        return QuickSync(node_id, gpu_ids, last_sample_at, None)
+    shown = "drained" if drained else state
+    reply = _reply(session, node_id, shown, parts, req, checkpoints, interval_s, node_timeout_s)
+    return QuickSync(node_id, gpu_ids, last_sample_at, reply)
 
 
 def apply_reports(
@@ -497,10 +505,10 @@ def apply_reports(
     return reply, effects
 
 
-def _same_gpus(session: Session, node_id: int, req: SyncRequest) -> dict[int, int] | None:
-    """index -> GPU id when the node's present GPUs are exactly the reported ones and each
-    sample says the health already stored; else None (``upsert_node`` has work)."""
-    rows = session.execute(_GPUS, {"node_id": node_id}).all()
+def _same_gpus(rows: Sequence[Sequence[Any]], req: SyncRequest) -> dict[int, int] | None:
+    """index -> GPU id when the node's present GPUs (``rows``: id, index, uuid, name,
+    type, memory, present, healthy) are exactly the reported ones and each sample says
+    the health already stored; else None (``upsert_node`` has work)."""
     present = {
         (index, uuid, name, kind, mib) for _, index, uuid, name, kind, mib, on, _ in rows if on
     }

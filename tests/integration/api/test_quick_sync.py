@@ -18,7 +18,7 @@ from scheduler.domain.sync import AttemptState, GpuSample, HostSample, SyncReply
 from scheduler.runtime import Runtime
 from scheduler.services import agents
 from scheduler.settings import ServerSettings
-from scheduler.store.agent_sync import desired_state
+from scheduler.store.agent_sync import desired_state, quick_sync
 from scheduler.store.db import Database
 from scheduler.store.models import GpuSampleRow, HostSampleRow, NodeRow
 from scheduler.store.nodes import get_node
@@ -163,3 +163,18 @@ def test_a_node_synced_through_two_servers_keeps_its_newest_time(
     newest = node_row(api).last_seen_at
     agents.flush_readings(api.rt)  # the first server's older reading comes late
     assert node_row(api).last_seen_at == newest
+
+
+@pytest.mark.parametrize("gpus", [0, 2])
+def test_a_known_node_with_or_without_gpus_is_read_in_one_go(api: Api, gpus: int) -> None:
+    facts = node_facts(f"quick-{gpus}", gpus)
+    api.sync(facts)  # registers it (the write path)
+    s = api.rt.settings
+    req = SyncRequest(node=facts)
+    with api.rt.db.read() as session:
+        quick = quick_sync(session, req, s.checkpoints, s.agent_sync_interval_s)
+    assert quick is not None and quick.reply is not None
+    assert sorted(quick.gpu_ids) == list(range(gpus))
+    other = SyncRequest(node=node_facts(f"quick-{gpus}", gpus + 1))  # new facts: not quick
+    with api.rt.db.read() as session:
+        assert quick_sync(session, other, s.checkpoints, s.agent_sync_interval_s) is None
