@@ -19,11 +19,11 @@ write (the node's last-seen time, its readings) waits in ``Readings`` and is wri
 for all nodes at once every ``FLUSH_INTERVAL_S``. That is telemetry: a server killed
 before a flush loses at most that much of it, never a job's state, and the node
 timeout is far longer. A sync with reports to apply, of a node that is up with the
-facts it reports, writes only the reports on PostgreSQL (``apply_reports``, its own
-transaction, the node row locked without waiting for placements that refer to it);
-its readings wait likewise. Every other sync (a new or lost node, new facts, and on
-SQLite any sync with something to apply) takes the write path above. A sync that
-changes a job is answered after its commit. Nothing of a node is kept in memory
+facts it reports, writes only the reports (``apply_reports``): on PostgreSQL in its
+own transaction, the node row locked without waiting for placements that refer to
+it; on SQLite in the group commit. Its readings wait likewise. Every other sync (a
+new or lost node, new facts) takes the write path above, node facts and readings
+included. A sync that changes a job is answered after its commit. Nothing of a node is kept in memory
 between syncs, so any server of several may answer the next one.
 """
 
@@ -36,6 +36,8 @@ import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+
+from sqlalchemy.orm import Session
 
 from scheduler.domain.sync import SyncReply, SyncRequest
 from scheduler.runtime import Runtime, kept_for
@@ -63,6 +65,7 @@ _SYNC_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="corral-sync")
 class _Waiting:
     req: SyncRequest
     reply: asyncio.Future[SyncReply]
+    quick: QuickSync | None = None  # the read found the node up with the facts it reports
 
 
 @dataclass
@@ -86,34 +89,58 @@ def _groups_of(rt: Runtime) -> SyncGroups:
     return groups
 
 
-def apply_group(rt: Runtime, reqs: list[SyncRequest]) -> list[SyncReply | Exception]:
+def apply_group(
+    rt: Runtime, reqs: list[SyncRequest], quicks: list[QuickSync | None] | None = None
+) -> list[SyncReply | Exception]:
     """Apply ``reqs`` in one write transaction, each in a savepoint; one result each.
 
-    A sync that raises is rolled back to its savepoint and its result is the error;
-    the others commit together. Wakes the agents and the cycle after the commit."""
-    s = rt.settings
+    A sync whose read (``quicks``) found its node up with the facts it reports writes
+    its attempt reports only (``apply_reports``), its readings waiting in ``Readings``
+    as a quick sync's do; any other takes ``apply_sync``. A sync that raises is rolled
+    back to its savepoint and its result is the error; the others commit together.
+    Wakes the agents and the cycle after the commit."""
     results: list[SyncReply | Exception] = []
     effects = Effects()
+    read = [] if quicks is None else quicks
+    known: list[tuple[QuickSync, SyncRequest]] = []  # their readings, after the commit
     with rt.db.write() as session:
-        for req in reqs:
+        for n, req in enumerate(reqs):
+            quick = read[n] if n < len(read) else None
             try:
                 with session.begin_nested():
-                    node, changed = apply_sync(session, req, utcnow(), s.retry)
-                    reply = desired_state(
-                        session,
-                        node,
-                        req,
-                        s.checkpoints,
-                        s.agent_sync_interval_s,
-                        s.node_timeout_s,
-                    )
+                    reply, changed, reported = _apply_one(rt, session, req, quick)
             except Exception as exc:  # that agent's answer; the others go on
                 results.append(exc)
                 continue
             effects.merge(changed)
             results.append(reply)
+            if reported is not None:
+                known.append((reported, req))
+    readings, now = _readings_of(rt), utcnow()
+    for quick, req in known:
+        readings.add(quick, req, now)
     rt.notifier.notify(effects)
     return results
+
+
+def _apply_one(
+    rt: Runtime, session: Session, req: SyncRequest, quick: QuickSync | None
+) -> tuple[SyncReply, Effects, QuickSync | None]:
+    """One sync of a group: its reply, what it changed, and ``quick`` when only the
+    reports were written (its readings are then the caller's)."""
+    s = rt.settings
+    if quick is not None:
+        applied = apply_reports(
+            session, req, quick.node_id, utcnow(), s.retry, s.checkpoints,
+            s.agent_sync_interval_s, s.node_timeout_s,
+        )  # fmt: skip
+        if applied is not None:
+            return applied[0], applied[1], quick
+    node, changed = apply_sync(session, req, utcnow(), s.retry)
+    reply = desired_state(
+        session, node, req, s.checkpoints, s.agent_sync_interval_s, s.node_timeout_s
+    )
+    return reply, changed, None
 
 
 async def _write_groups(rt: Runtime, groups: SyncGroups) -> None:
@@ -122,7 +149,8 @@ async def _write_groups(rt: Runtime, groups: SyncGroups) -> None:
         while groups.waiting:
             group, groups.waiting = groups.waiting[:MAX_GROUP], groups.waiting[MAX_GROUP:]
             try:
-                results = await asyncio.to_thread(apply_group, rt, [w.req for w in group])
+                reqs, quicks = [w.req for w in group], [w.quick for w in group]
+                results = await asyncio.to_thread(apply_group, rt, reqs, quicks)
             except Exception as exc:  # the commit failed: no sync of the group holds
                 results = [exc] * len(group)
             for waiting, result in zip(group, results, strict=True):
@@ -228,12 +256,13 @@ def _start_flusher(rt: Runtime) -> None:
         readings.flusher = loop.create_task(_flush_every(rt, readings))
 
 
-def _known(rt: Runtime, req: SyncRequest) -> SyncReply | None:
+def _known(rt: Runtime, req: SyncRequest) -> SyncReply | QuickSync | None:
     """The reply to a sync of a node that is up with the facts it reports, or None.
 
     Read first; a sync that changes nothing is answered from the read. On PostgreSQL
     one that has reports to apply writes them (``apply_reports``) and is answered after
-    the commit; on SQLite it goes to the group commit (None)."""
+    the commit; on SQLite it goes to the group commit with what the read found (the
+    QuickSync). None: the node is new, lost or reports new facts."""
     s = rt.settings
     with rt.db.read() as session:
         quick = quick_sync(session, req, s.checkpoints, s.agent_sync_interval_s, s.node_timeout_s)
@@ -242,7 +271,7 @@ def _known(rt: Runtime, req: SyncRequest) -> SyncReply | None:
     reply = quick.reply
     if reply is None:
         if rt.db.is_sqlite:
-            return None
+            return quick
         with rt.db.write() as session:
             applied = apply_reports(
                 session, req, quick.node_id, utcnow(), s.retry, s.checkpoints,
@@ -259,7 +288,7 @@ def _known(rt: Runtime, req: SyncRequest) -> SyncReply | None:
 async def _apply_and_read(rt: Runtime, req: SyncRequest) -> SyncReply:
     loop = asyncio.get_running_loop()
     known = await loop.run_in_executor(_SYNC_POOL, _known, rt, req)
-    if known is not None:
+    if isinstance(known, SyncReply):
         _start_flusher(rt)
         return known
     if not rt.db.is_sqlite:
@@ -268,7 +297,9 @@ async def _apply_and_read(rt: Runtime, req: SyncRequest) -> SyncReply:
             raise result
         return result
     groups = _groups_of(rt)
-    waiting = _Waiting(req, groups.loop.create_future())
+    waiting = _Waiting(req, groups.loop.create_future(), known)
+    if known is not None:
+        _start_flusher(rt)
     groups.waiting.append(waiting)
     if groups.writer is None:
         groups.writer = groups.loop.create_task(_write_groups(rt, groups))

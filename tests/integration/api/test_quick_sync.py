@@ -115,6 +115,28 @@ def test_a_sync_that_changes_a_job_is_written_before_its_reply(api: Api, no_time
     assert api.job(job_id)["status"] == "succeeded"
 
 
+def test_a_report_of_a_known_node_writes_the_report_and_leaves_its_readings(
+    api: Api, no_timer: None
+) -> None:
+    """On both backends (SQLite in its group commit) only the attempt report is written
+    at once: the node's facts are as stored, and last seen waits for the flush."""
+    attempt_id = running_on_n1(api)
+    agents.flush_readings(api.rt)
+    seen = node_row(api).last_seen_at
+    job_id = api.ok("GET", f"{V1}/jobs")["jobs"][0]["id"]
+    exited = SyncRequest(
+        node=NODE,
+        attempts=[report(attempt_id, AttemptState.EXITED, exit_code=0)],
+        host=HostSample(cpu_pct=33.0, memory_used_mib=5),
+    )
+    api.ok("POST", SYNC, json=exited.model_dump(mode="json"))
+    assert api.job(job_id)["status"] == "succeeded"
+    assert node_row(api).last_seen_at == seen  # not yet
+    agents.flush_readings(api.rt)
+    after = node_row(api)
+    assert after.last_seen_at > seen and after.cpu_pct == 33.0
+
+
 def test_an_older_reading_never_moves_a_node_back(api: Api) -> None:
     api.sync(NODE)
     seen = node_row(api).last_seen_at
