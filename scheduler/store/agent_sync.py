@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Executable, bindparam, func, select
+from sqlalchemy import Executable, String, bindparam, cast, func, select
 from sqlalchemy.orm import Session, aliased, joinedload
 
 from scheduler.domain.retry import RetrySettings
@@ -153,6 +153,11 @@ class LivePart:
     last_checkpoint_step: int | None
     resumed_from_step: int | None
     last_checkpoint_at: datetime | None
+    held: str | None  # the GPU indices its attempt holds live on the node: "3,1"
+
+    def gpu_indices(self) -> list[int]:
+        """The GPU indices it holds on the node, in order."""
+        return sorted(int(i) for i in self.held.split(",")) if self.held else []
 
 
 def _live_part_rows_stmt() -> Executable:
@@ -160,6 +165,15 @@ def _live_part_rows_stmt() -> Executable:
     part, attempt, job = AttemptPartRow, AttemptRow, JobRow
     num_nodes = (
         select(func.count(peer.id)).where(peer.attempt_id == part.attempt_id).scalar_subquery()
+    )
+    held = (  # in the same read: a statement less per sync (each is a round trip)
+        select(func.aggregate_strings(cast(AllocationRow.gpu_index, String), ","))
+        .where(
+            AllocationRow.attempt_id == part.attempt_id,
+            AllocationRow.node_id == part.node_id,
+            AllocationRow.released_at.is_(None),
+        )
+        .scalar_subquery()
     )
     return (
         select(
@@ -182,6 +196,7 @@ def _live_part_rows_stmt() -> Executable:
             attempt.last_checkpoint_step,
             attempt.resumed_from_step,
             attempt.last_checkpoint_at,
+            held,
         )
         .join(attempt, attempt.id == part.attempt_id)
         .join(job, job.id == attempt.job_id)
@@ -220,11 +235,6 @@ _NODE_GPUS = (
     )
     .outerjoin(GpuRow, GpuRow.node_id == NodeRow.id)
     .where(NodeRow.name == bindparam("name"))
-)
-_HELD_GPUS = (
-    select(AllocationRow.attempt_id, AllocationRow.gpu_index)
-    .where(AllocationRow.node_id == bindparam("node_id"), AllocationRow.released_at.is_(None))
-    .order_by(AllocationRow.gpu_index)
 )
 
 
@@ -330,12 +340,11 @@ def _reply(
 ) -> SyncReply:
     run: list[AttemptLaunch] = []
     stop: list[AttemptStop] = []
-    held = _held_gpus(session, node_id) if parts else {}
     specs = _specs(session, parts)
     for part in parts:
         spec = specs[part.spec_digest]
         if part.status in LIVE_ATTEMPTS:
-            run.append(_launch(part, spec, checkpoints, held.get(part.attempt_id, [])))
+            run.append(_launch(part, spec, checkpoints, part.gpu_indices()))
         else:
             stop.append(_stop(part, spec))
     reported = [r.attempt_id for r in req.attempts]
@@ -376,14 +385,6 @@ def _log_acks(session: Session, node_id: int, attempt_ids: list[int]) -> dict[in
         AttemptPartRow.node_id == node_id, AttemptPartRow.attempt_id.in_(attempt_ids)
     )
     return {attempt_id: log_bytes for attempt_id, log_bytes in session.execute(stmt)}
-
-
-def _held_gpus(session: Session, node_id: int) -> dict[int, list[int]]:
-    """attempt id -> the GPU indices it holds live on the node, in order (one query)."""
-    held: dict[int, list[int]] = {}
-    for attempt_id, index in session.execute(_HELD_GPUS, {"node_id": node_id}):
-        held.setdefault(attempt_id, []).append(index)
-    return held
 
 
 def _launch(part: LivePart, spec: JobSpec, checkpoints: Path, indices: list[int]) -> AttemptLaunch:
