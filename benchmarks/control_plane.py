@@ -15,11 +15,17 @@ project's control-plane notes), each the median of ``--runs`` runs:
 | array | ``submit --array 0-(N-1)`` of ``true``, from the submit until all ended |
 | CLI wall | one ``corral submit -g 1 -- true`` process, start to exit (p50, min, max) |
 
+With ``--history N`` the cluster's database first gets N finished jobs (written
+straight into the tables, as ``benchmarks/load_db.py`` seeds them), so that the drains
+run against a grown database; a page of ``corral jobs`` (its API call, 20 times) is
+timed before and after the seeding.
+
     python benchmarks/control_plane.py              # 1,000 jobs per phase, 3 runs
     python benchmarks/control_plane.py --quick      # a smoke run: small and once
     python benchmarks/control_plane.py --phases submit --cli-jobs 15 --jobs 10 --runs 1
     python benchmarks/control_plane.py --json out.json
     python benchmarks/control_plane.py --phases drain,mix --runs 1   # the drains only
+    python benchmarks/control_plane.py --phases drain,mix --history 100000  # a grown database
 
 Times are wall-clock on a machine the server, the agents and the benchmark share.
 """
@@ -47,6 +53,7 @@ from benchmarks.packing import packing
 from scheduler.client import CorralClient
 from scheduler.domain.spec import JobSpec, Resources
 from scheduler.localcluster import LocalCluster, corral_argv
+from scheduler.store.db import Database, sqlite_url
 
 AGENTS = 16
 GPUS_PER_AGENT = 8
@@ -73,6 +80,7 @@ class Sizes:
     probes: int  # start-latency probes and CLI wall samples
     runs: int
     phases: frozenset[str] = frozenset(PHASES)
+    history: int = 0  # finished jobs seeded into the database before the phases
 
 
 def true_job(gpus: int = 1) -> JobSpec:
@@ -219,6 +227,8 @@ def cluster_phases(workdir: Path, sizes: Sizes) -> dict[str, float]:
             cluster.start_agent(name, GPU_SPEC, "--log-level", "warning")
         cluster.wait_for_nodes(names, timeout_s=120)
         with cluster.client(timeout_s=300) as client:
+            if sizes.history:
+                figures |= grow_history(cluster, client, sizes.history)
             if "drain" in sizes.phases:
                 drained = drain(cluster, client, [true_job()] * sizes.jobs)
                 figures |= drained.figures("drain_1gpu")
@@ -229,6 +239,34 @@ def cluster_phases(workdir: Path, sizes: Sizes) -> dict[str, float]:
             if "array" in sizes.phases:
                 figures |= array_phase(client, sizes.jobs)
     return figures
+
+
+def jobs_page_ms(client: CorralClient, pages: int = 20) -> float:
+    """The median wall of one page of ``corral jobs`` (its API call, newest first)."""
+    walls = []
+    for _ in range(pages):
+        started = time.perf_counter()
+        client.list_jobs(limit=50)
+        walls.append(time.perf_counter() - started)
+    return statistics.median(walls) * 1000
+
+
+def grow_history(cluster: LocalCluster, client: CorralClient, count: int) -> dict[str, float]:
+    """Seed ``count`` finished jobs into the running server's database; a page of jobs
+    timed before and after."""
+    from benchmarks.load_db import seed_history  # only this option needs it
+
+    before = jobs_page_ms(client)
+    db = Database(sqlite_url(cluster.data_dir / "server"))
+    try:
+        seed_history(db, count)
+    finally:
+        db.dispose()
+    return {
+        "history_jobs": float(count),
+        "jobs_page_ms_empty": before,
+        "jobs_page_ms_grown": jobs_page_ms(client),
+    }
 
 
 def one_run(sizes: Sizes) -> dict[str, float]:
@@ -252,6 +290,9 @@ ROWS: list[tuple[str, str, Callable[[float], str]]] = [
     ("drain_mix_idle_while_needed_pct", "  GPU time idle while a job fit", "{:.1f} %".format),
     ("drain_mix_rounds_leaving_a_fit_pct", "  cycles that left a job that fit", "{:.1f} %".format),
     ("start_latency_p50_ms", "submit -> first command, p50", "{:.0f} ms".format),
+    ("history_jobs", "finished jobs seeded before the phases", "{:,.0f}".format),
+    ("jobs_page_ms_empty", "  a page of `corral jobs`, before", "{:.1f} ms".format),
+    ("jobs_page_ms_grown", "  the same, after", "{:.1f} ms".format),
     ("array_jobs_per_s", "job array, submit -> all done", "{:.0f} jobs/s".format),
     ("cli_submit_wall_p50_ms", "`corral submit` process wall, p50", "{:.0f} ms".format),
     ("cli_submit_wall_min_ms", "  min", "{:.0f} ms".format),
@@ -285,6 +326,9 @@ def parse_args(argv: list[str] | None) -> tuple[Sizes, Path | None]:
     parser.add_argument("--probes", type=int, help="start-latency probes [30]")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument(
+        "--history", type=int, default=0, help="finished jobs to seed the database with [0]"
+    )
+    parser.add_argument(
         "--phases",
         default=",".join(PHASES),
         help=f"comma-separated phases to run, of {','.join(PHASES)} [all]",
@@ -300,6 +344,7 @@ def parse_args(argv: list[str] | None) -> tuple[Sizes, Path | None]:
         probes=args.probes or (5 if args.quick else 30),
         runs=args.runs or (1 if args.quick else 3),
         phases=phases,
+        history=max(0, args.history),
     )
     return sizes, args.json
 
