@@ -118,6 +118,7 @@ class _Backfill:
         self.free = FreePool(ctx.snapshot.nodes)  # level 0: what is free
         self._levels: dict[int, _Level] = {}  # level k > 0, made when a job first needs it
         self.placements: list[Placement] = []
+        self._placed: list[PendingJob] = []  # the job of each placement, in step
         self.reservations: list[Reservation] = []  # in pass order
         self._by_time: list[Reservation] = []  # due first, then by allows_until (``_insert``)
         self._until: list[float] = []  # their keys, for bisect: -inf for the due ones
@@ -268,6 +269,7 @@ class _Backfill:
         if self._timeline is not None:
             self._timeline.hold(placement, job)
         self.placements.append(placement)
+        self._placed.append(job)
 
     def _reserve(self, job: PendingJob, shape: Shape) -> bool:
         timeline = self._get_timeline()
@@ -310,9 +312,8 @@ class _Backfill:
     def _get_timeline(self) -> Timeline:
         if self._timeline is None:
             self._timeline = Timeline(self.ctx.snapshot, self.ctx.params)
-            jobs = {job.job_id: job for job in self.ctx.snapshot.pending}
-            for placement in self.placements:
-                self._timeline.hold(placement, jobs[placement.job_id])
+            for placement, job in zip(self.placements, self._placed, strict=True):
+                self._timeline.hold(placement, job)
         return self._timeline
 
     # -- explanations, after the pass ----------------------------------------------

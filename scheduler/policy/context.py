@@ -34,6 +34,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import chain, repeat
 from operator import attrgetter
 from typing import Protocol
 
@@ -47,8 +48,10 @@ from scheduler.domain.snapshot import (
     Snapshot,
 )
 from scheduler.policy.fairshare import fair_shares
+from scheduler.policy.shape import shape_of
 
 DAY_S = 86_400.0
+_gpu_key = attrgetter("node", "index")  # a GpuRef as a plain (node, index) tuple
 
 
 @dataclass(frozen=True)
@@ -129,14 +132,17 @@ class Context:
 
 def make_context(snapshot: Snapshot, params: PolicyParams | None = None) -> Context:
     queues = {q.name: QueueState(q) for q in snapshot.queues}
-    gpu_types = gpu_types_of(snapshot.nodes)
+    shape = shape_of(snapshot.nodes)
+    gpu_types = shape.gpu_types
     params = params or PolicyParams()
-    ctx = Context(snapshot, params, queues, _capacity(snapshot), gpu_types=gpu_types)
-    held = Counter(  # GPUs by (queue, type), counted in C: one charge per pair
-        (running.queue, gpu_types.get((ref.node, ref.index)))
-        for running in snapshot.running
-        if not running.stopping
-        for ref in running.gpus
+    ctx = Context(snapshot, params, queues, shape.capacity, gpu_types=gpu_types)
+    type_of = gpu_types.get
+    held = Counter(  # GPUs by (queue, type), looked up and counted in C: one charge per pair
+        chain.from_iterable(
+            zip(repeat(running.queue), map(type_of, map(_gpu_key, running.gpus)))
+            for running in snapshot.running
+            if not running.stopping
+        )
     )
     for (queue, gpu_type), gpus in held.items():
         _add_held(ctx, queue, gpus, gpu_type)
@@ -154,8 +160,10 @@ def make_context(snapshot: Snapshot, params: PolicyParams | None = None) -> Cont
 
 
 def gpu_types_of(nodes: Iterable[NodeView]) -> dict[tuple[str, int], str]:
-    """Every GPU's type by (node, index): plain tuples hash in C, ``GpuRef``s in Python."""
-    return {(n.name, g.index): g.gpu_type for n in nodes for g in n.gpus}
+    """Every GPU's type by (node, index): plain tuples hash in C, ``GpuRef``s in Python.
+
+    The nodes' shape's (``shape.shape_of``): shared, never to be changed."""
+    return shape_of(nodes if isinstance(nodes, tuple) else tuple(nodes)).gpu_types
 
 
 def _add_held(ctx: Context, queue: str, gpus: int, gpu_type: str | None = None) -> None:
@@ -166,11 +174,6 @@ def _add_held(ctx: Context, queue: str, gpus: int, gpu_type: str | None = None) 
         if gpu_type is not None:
             key = gpu_type.casefold()
             state.held_by_type[key] = state.held_by_type.get(key, 0) + gpus
-
-
-def _capacity(snapshot: Snapshot) -> int:
-    healthy = attrgetter("healthy")  # summed in C, a node at a time
-    return sum(sum(map(healthy, n.gpus)) for n in snapshot.nodes if n.schedulable)
 
 
 Ordering = Callable[[Context], list[PendingJob]]

@@ -28,11 +28,12 @@ from bisect import bisect_left, insort
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from heapq import heappop, heappush
+from itertools import compress, repeat
+from operator import and_, attrgetter, is_, not_
 
 from scheduler.domain.decisions import Placement
 from scheduler.domain.snapshot import GpuRef, NodeView, ResourceRequest
-
-Match = tuple[str | None, int | None]  # (casefolded type or None, least memory or None)
+from scheduler.policy.shape import Match, shape_of
 
 
 def match_of(request: ResourceRequest) -> Match:
@@ -43,7 +44,9 @@ def match_of(request: ResourceRequest) -> Match:
 
 @dataclass(slots=True)
 class _Layout:
-    """What does not change during a cycle; shared by a pool and its copies."""
+    """What does not change during a cycle; shared by a pool and its copies. All but
+    ``views`` is the nodes' shape, shared with every cycle of that shape: read-only but
+    for the memos ``matches`` and ``capacities``, which depend on the shape alone."""
 
     views: tuple[NodeView, ...]  # by node id: (GPU count, name) order
     ids: dict[str, int]
@@ -84,36 +87,37 @@ class _Layout:
 
 
 def _layout(nodes: Iterable[NodeView]) -> _Layout:
-    views = tuple(sorted(nodes, key=lambda n: (len(n.gpus), n.name)))
-    layout = _Layout(
-        views=views,
-        ids={n.name: i for i, n in enumerate(views)},
-        up=[n.schedulable for n in views],
-        classes_of=[],
-        single=[],
-        healthy=[frozenset(g.index for g in n.gpus if g.healthy) for n in views],
-        width=max((len(n.gpus) for n in views), default=0),
-        up_count=sum(1 for n in views if n.schedulable),
+    """The nodes' layout: their shape (``shape.shape_of``, kept across cycles) with these
+    views in its order."""
+    views = nodes if isinstance(nodes, tuple) else tuple(nodes)
+    shape = shape_of(views)
+    return _Layout(
+        views=shape.views(views),
+        ids=shape.ids,
+        up=shape.up,
+        classes_of=shape.classes_of,
+        single=shape.single,
+        healthy=shape.healthy,
+        width=shape.width,
+        up_count=shape.up_count,
+        classes=shape.classes,
+        matches=shape.matches,
+        capacities=shape.capacities,
     )
-    classes = layout.classes
-    for node in views:
-        gpus = node.gpus
-        first = gpus[0] if gpus else None
-        if first is not None and all(
-            g.gpu_type == first.gpu_type and g.memory_mib == first.memory_mib for g in gpus
-        ):  # the common case: one kind of GPU on the node, one class looked up
-            cid = classes.setdefault((first.gpu_type.casefold(), first.memory_mib), len(classes))
-            layout.classes_of.append(dict.fromkeys([g.index for g in gpus], cid))
-            layout.single.append(cid)
-            continue
-        of = {
-            g.index: classes.setdefault((g.gpu_type.casefold(), g.memory_mib), len(classes))
-            for g in gpus
-        }
-        layout.classes_of.append(of)
-        kinds = set(of.values())
-        layout.single.append(kinds.pop() if len(kinds) == 1 else -1)
-    return layout
+
+
+_NONE: frozenset[int] = frozenset()
+_index, _holder, _healthy = attrgetter("index"), attrgetter("allocated_to"), attrgetter("healthy")
+
+
+def _free_and_held(view: NodeView) -> tuple[frozenset[int], frozenset[int]]:
+    """The node's healthy unallocated GPU indices, and its allocated ones, sorted out in C
+    (a cycle does it for every node)."""
+    gpus = view.gpus
+    indices = list(map(_index, gpus))
+    unheld = list(map(is_, map(_holder, gpus), repeat(None)))
+    free = frozenset(compress(indices, map(and_, map(_healthy, gpus), unheld)))
+    return free, frozenset(compress(indices, map(not_, unheld)))
 
 
 @dataclass(slots=True)
@@ -137,15 +141,12 @@ class FreePool:
         self._layout = layout
         self.nodes: Sequence[NodeView] = layout.views
         # per node id; a pool never mutates these sets (it replaces them), so copies share them
-        self._free: list[frozenset[int]] = [
-            frozenset(g.index for g in n.gpus if g.healthy and g.allocated_to is None)
-            if layout.up[i]
-            else frozenset()
-            for i, n in enumerate(layout.views)
-        ]
-        self._held: list[frozenset[int]] = [
-            frozenset(g.index for g in n.gpus if g.allocated_to is not None) for n in layout.views
-        ]
+        self._free: list[frozenset[int]] = []
+        self._held: list[frozenset[int]] = []
+        for view, up in zip(layout.views, layout.up, strict=True):
+            free, held = _free_and_held(view)
+            self._free.append(free if up else _NONE)
+            self._held.append(held)
         self._idle = [i for i, held in enumerate(self._held) if layout.up[i] and not held]
         self._indexes: dict[frozenset[int], _Index] = {}
         self._gpuless: list[str] | None = None  # up nodes for jobs without GPUs, in order
@@ -216,13 +217,18 @@ class FreePool:
         self, gpus: Iterable[GpuRef], *, skip_unknown: bool = False
     ) -> dict[int, set[int]]:
         by_node: dict[int, set[int]] = {}
+        node_id, classes_of = self._layout.ids.get, self._layout.classes_of  # the hot loop
         for ref in gpus:
-            i = self._layout.ids.get(ref.node)
-            if i is None or ref.index not in self._layout.classes_of[i]:
+            i, index = node_id(ref.node), ref.index
+            if i is None or index not in classes_of[i]:
                 if skip_unknown:
                     continue
-                raise ValueError(f"no such GPU {ref.node}:{ref.index}")
-            by_node.setdefault(i, set()).add(ref.index)
+                raise ValueError(f"no such GPU {ref.node}:{index}")
+            found = by_node.get(i)
+            if found is None:
+                by_node[i] = {index}
+            else:
+                found.add(index)
         return by_node
 
     def _hold(self, i: int, indices: set[int]) -> None:

@@ -47,8 +47,8 @@ import heapq
 import math
 from bisect import bisect_right
 from collections.abc import Callable, Hashable, Iterable, Sequence
-from dataclasses import dataclass
-from typing import Protocol, cast
+from operator import attrgetter, itemgetter
+from typing import NamedTuple, Protocol, cast
 
 from scheduler.domain.decisions import Decisions, Placement, Preemption, WaitReason
 from scheduler.domain.snapshot import GpuRef, PendingJob, RunningJob
@@ -58,6 +58,7 @@ from scheduler.policy.holdings import EPSILON, Ledger, Occupancy, by_node, may_b
 from scheduler.policy.pool import FreePool
 
 RECLAIMABLE_WAITS = frozenset({WaitReason.INSUFFICIENT_GPUS, WaitReason.RESERVED})
+_gpu_key = attrgetter("node", "index")  # a GpuRef as a plain (node, index) tuple
 
 
 class Reservation(Protocol):
@@ -210,10 +211,12 @@ def _allocated(ctx: Context) -> set[tuple[str, int]]:
     return found
 
 
-@dataclass(frozen=True)
-class _Victim:
+class _Victim(NamedTuple):  # a tuple: made for every settled attempt, every cycle
     running: RunningJob
     key: tuple[float, float, int]  # lower priority, less work lost, lower attempt id
+
+
+_victim_order = itemgetter(1)  # ``_Victim.key``
 
 
 def _eligible_victims(ctx: Context) -> dict[str, list[_Victim]]:
@@ -223,21 +226,27 @@ def _eligible_victims(ctx: Context) -> dict[str, list[_Victim]]:
     view: releasing them in a what-if would free GPUs that are not its).
     """
     now, min_runtime_s = ctx.snapshot.now, ctx.params.min_runtime_s
-    allocated = _allocated(ctx)
+    shown = _allocated(ctx).__contains__
     by_queue: dict[str, list[_Victim]] = {}
-    for running in ctx.snapshot.running:
-        if running.stopping or not running.preemptible or not running.gpus:
+    for running in ctx.snapshot.running:  # ~300 a cycle: the cheap tests first, inline
+        if running.stopping or not running.preemptible:
             continue
-        if not all((ref.node, ref.index) in allocated for ref in running.gpus):
+        started, gpus = running.started_at, running.gpus
+        if not gpus or now - started < min_runtime_s:
             continue
-        if now - running.started_at < min_runtime_s:
+        if not all(map(shown, map(_gpu_key, gpus))):  # checked in C
             continue
-        since = max(running.started_at, running.last_checkpoint_at or running.started_at)
-        lost_gpu_s = max(0.0, now - since) * len(running.gpus)
+        checkpoint = running.last_checkpoint_at  # since: the later of the two, as ``max``
+        since = checkpoint if checkpoint and checkpoint > started else started
+        lost = now - since
+        lost_gpu_s = (lost if lost > 0.0 else 0.0) * len(gpus)
         key = (float(running.priority), lost_gpu_s, running.attempt_id)
-        by_queue.setdefault(running.queue, []).append(_Victim(running, key))
+        victims = by_queue.get(running.queue)
+        if victims is None:
+            victims = by_queue[running.queue] = []
+        victims.append(_Victim(running, key))
     for victims in by_queue.values():
-        victims.sort(key=lambda v: v.key)
+        victims.sort(key=_victim_order)
     return by_queue
 
 
@@ -256,15 +265,14 @@ class _Run:
         pending: dict[int, PendingJob],
     ) -> None:
         self.ctx, self.place, self.reservations, self.pending = ctx, place, reservations, pending
-        self.future = _future_pool(ctx, decisions)
-        self.occupancy = Occupancy(ctx, decisions.placements)
+        self.decisions = decisions
         self.ledger = Ledger(ctx)
-        self.victims = _eligible_victims(ctx)
-        self.on_node: dict[str, list[_Victim]] = {}  # the victims by the nodes they run on
-        for victims in self.victims.values():
-            for victim in victims:
-                for node in {ref.node for ref in victim.running.gpus}:
-                    self.on_node.setdefault(node, []).append(victim)
+        # made when first asked (``future``, ``occupancy``, ``victims``, ``on_node``): a
+        # cycle where every queue is served and no reservation is due never needs them
+        self._future: Pool | None = None
+        self._occupancy: Occupancy | None = None
+        self._victims: dict[str, list[_Victim]] | None = None
+        self._on_node: dict[str, list[_Victim]] | None = None
         self.preemptions: list[Preemption] = []
         self.booked: set[int] = set()  # jobs given GPUs in the future pool
         self.gone: set[int] = set()  # attempts chosen as victims: not chosen again
@@ -272,6 +280,42 @@ class _Run:
         # until the next booking changes the pool, the ledger or the victims left
         self.failed: set[Hashable] = set()
         self._off: dict[tuple[int, ...], set[GpuRef]] = {}  # ``_forbidden``, by reservations
+
+    @property
+    def future(self) -> Pool:
+        """The free GPUs after this pass and the bookings so far (``_future_pool``)."""
+        if self._future is None:
+            self._future = _future_pool(self.ctx, self.decisions)
+        return self._future
+
+    @future.setter
+    def future(self, pool: Pool) -> None:
+        self._future = pool
+
+    @property
+    def occupancy(self) -> Occupancy:
+        """Free and held GPUs per node, the bookings so far included."""
+        if self._occupancy is None:
+            self._occupancy = Occupancy(self.ctx, self.decisions.placements)
+        return self._occupancy
+
+    @property
+    def victims(self) -> dict[str, list[_Victim]]:
+        """The eligible victims by queue, in victim order (``_eligible_victims``)."""
+        if self._victims is None:
+            self._victims = _eligible_victims(self.ctx)
+        return self._victims
+
+    @property
+    def on_node(self) -> dict[str, list[_Victim]]:
+        """The victims by the nodes they run on."""
+        if self._on_node is None:
+            self._on_node = {}
+            for victims in self.victims.values():
+                for victim in victims:
+                    for node in {ref.node for ref in victim.running.gpus}:
+                        self._on_node.setdefault(node, []).append(victim)
+        return self._on_node
 
     def reclaim_for(self, job: PendingJob) -> None:
         def can_give(ledger: Ledger, running: RunningJob) -> bool:

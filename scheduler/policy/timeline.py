@@ -28,6 +28,8 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from heapq import nsmallest
+from itertools import repeat
+from operator import attrgetter
 
 from scheduler.domain.decisions import Placement
 from scheduler.domain.snapshot import (
@@ -35,16 +37,14 @@ from scheduler.domain.snapshot import (
     NodeView,
     PendingJob,
     ResourceRequest,
-    RunningJob,
     Snapshot,
 )
 from scheduler.policy.context import PolicyParams
 from scheduler.policy.pool import Match, match_of
+from scheduler.policy.shape import Kind, shape_of
 
 INF = math.inf
-
-
-Kind = tuple[str, int]  # a GPU's casefolded type and memory
+_index, _holder = attrgetter("index"), attrgetter("allocated_to")
 
 
 @dataclass(slots=True)
@@ -52,12 +52,14 @@ class _Node:
     view: NodeView
     free_at: dict[int, float]  # GPU index -> when it is free at the latest
     usable: dict[int, Kind]  # healthy GPUs that no reservation holds
+    holders: dict[int, int | None]  # GPU index -> the job id holding it (None: free)
     reserved: bool = False  # some of its GPUs are reserved: never whole for another job
     # GPU index -> (queue, when free by its time limit) for GPUs whose preemptible holder
     # counts as free early (at min runtime): for a job of that queue, the later time holds
     early: dict[int, tuple[str, float]] = field(default_factory=dict)
     early_queues: frozenset[str] = frozenset()
     times: dict[tuple[Match, str | None], tuple[float, ...]] = field(default_factory=dict)
+    latest: dict[str | None, float] = field(default_factory=dict)  # ``last_free``, by queue
 
     def free_times(self, queue: str | None) -> dict[int, float]:
         """When each GPU is free for a job of ``queue`` (None: of no particular queue)."""
@@ -85,8 +87,17 @@ class _Node:
             key=lambda i: (free_at[i], i),
         )[:count]
 
+    def last_free(self, queue: str | None, now: float) -> float:
+        """When all its GPUs are free for a job of ``queue`` (``now`` without GPUs)."""
+        key = queue if queue in self.early_queues else None
+        found = self.latest.get(key)
+        if found is None:
+            found = self.latest[key] = max(self.free_times(key).values(), default=now)
+        return found
+
     def changed(self) -> None:
         self.times.clear()
+        self.latest.clear()
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,71 +115,72 @@ class Timeline:
         self.now = snapshot.now
         self._params = params
         self._running = {running.job_id: running for running in snapshot.running}
-        self._kinds: dict[tuple[str, int], Kind] = {}  # (type, memory) -> its one Kind
+        shape = shape_of(snapshot.nodes)
+        self._kinds = shape.kinds  # (type, memory) -> its one Kind (the shape's: read only)
         self._matching: dict[Match, frozenset[Kind]] = {}
-        up = sorted(
-            (n for n in snapshot.nodes if n.schedulable), key=lambda n: (len(n.gpus), n.name)
-        )
+        up = shape.up_views(snapshot.nodes)  # in (GPU count, name) order
         # by job id: when its GPUs free up (a job without a running attempt: never known)
-        ends = {job_id: self._free_at(r) for job_id, r in self._running.items()}
-        now = self.now
-        self._nodes = [
-            _Node(
-                view,
-                {
-                    g.index: now if g.allocated_to is None else ends.get(g.allocated_to, INF)
-                    for g in view.gpus
-                },
-                {g.index: self._kind(g.gpu_type, g.memory_mib) for g in view.gpus if g.healthy},
+        ends = self._ends()
+        free_at = ends.get  # a free GPU (no holder, ``None``) is free now
+        self._nodes: list[_Node] = []
+        for view, usable in zip(up, shape.usable, strict=True):
+            indices = list(map(_index, view.gpus))  # per GPU, looked up in C
+            holders = list(map(_holder, view.gpus))
+            self._nodes.append(
+                _Node(
+                    view,
+                    dict(zip(indices, map(free_at, holders, repeat(INF)), strict=True)),
+                    usable.copy(),  # the shape's healthy GPUs: ``block`` takes some away
+                    dict(zip(indices, holders, strict=True)),
+                )
             )
-            for view in up
-        ]
         self._by_name = {node.view.name: node for node in self._nodes}
-        # by (node, index): who holds each GPU of an up node (plain tuples hash in C)
-        self._holders = {
-            (view.name, g.index): g.allocated_to
-            for view in up
-            for g in view.gpus
-            if g.allocated_to is not None
-        }
         self._mark_early(ends)
 
-    def _mark_early(self, ends: dict[int, float]) -> None:
+    def _ends(self) -> dict[int | None, float]:
+        """When each running attempt's GPUs are free, by job id: ``now`` when it is stopping;
+        else by its time limit (``inf`` without one), or, if it is preemptible and
+        ``reserve_preemptible_gpus``, from when it may be preempted if that is sooner."""
+        now = self.now
+        ends: dict[int | None, float] = {None: now}  # a free GPU's holder: free now
+        early = self._params.reserve_preemptible_gpus
+        min_runtime_s = self._params.min_runtime_s
+        for job_id, running in self._running.items():
+            if running.stopping:
+                ends[job_id] = now
+                continue
+            limit = running.time_limit_s  # ``ends_by``, inline
+            at = INF if limit is None else max(now, running.started_at + limit)
+            if running.preemptible and early:
+                at = min(at, max(now, running.started_at + min_runtime_s))
+            ends[job_id] = at
+        return ends
+
+    def _mark_early(self, ends: dict[int | None, float]) -> None:
         """Note the GPUs counted free early for their holder's own queue (``_Node.early``).
 
-        Only preemptible attempts that are not stopping can count early (``_free_at``):
+        Only preemptible attempts that are not stopping can count early (``_ends``):
         the others are skipped without working out their times."""
         if not self._params.reserve_preemptible_gpus:
             return
-        holders = self._holders
+        by_name = self._by_name
+        queues: dict[str, set[str]] = {}  # by node: the queues of its early GPUs
         for job_id, running in self._running.items():
             if not running.preemptible or running.stopping:
                 continue
-            late = self._free_at(running, own=True)
+            limit = running.time_limit_s  # ``_free_at(running, own=True)``, inline
+            late = INF if limit is None else max(self.now, running.started_at + limit)
             if late == ends[job_id]:
                 continue
+            early = (running.queue, late)
             for ref in running.gpus:
-                node = self._by_name.get(ref.node)
-                if node is not None and holders.get((ref.node, ref.index)) == job_id:
-                    node.early[ref.index] = (running.queue, late)
-                    node.early_queues = node.early_queues | {running.queue}
-
-    def _kind(self, gpu_type: str, memory_mib: int) -> Kind:
-        """The one tuple of each kind (8,000 GPUs share a handful of them)."""
-        kind = self._kinds.get((gpu_type, memory_mib))
-        if kind is None:
-            kind = self._kinds[gpu_type, memory_mib] = (gpu_type.casefold(), memory_mib)
-        return kind
-
-    def _free_at(self, running: RunningJob, *, own: bool = False) -> float:
-        """When its GPUs are free; ``own``: for a job of its own queue (no preemption)."""
-        if running.stopping:
-            return self.now
-        ends = running.ends_by
-        at = INF if ends is None else max(self.now, ends)
-        if running.preemptible and self._params.reserve_preemptible_gpus and not own:
-            return min(at, max(self.now, running.started_at + self._params.min_runtime_s))
-        return at
+                name, index = ref.node, ref.index
+                node = by_name.get(name)
+                if node is not None and node.holders.get(index) == job_id:
+                    node.early[index] = early
+                    queues.setdefault(name, set()).add(running.queue)
+        for name, found in queues.items():
+            by_name[name].early_queues = frozenset(found)
 
     def hold(self, placement: Placement, job: PendingJob) -> None:
         """A placement of this pass: its GPUs are busy until the job's time limit."""
@@ -203,7 +215,8 @@ class Timeline:
         but those of ``queue`` (the reserved job's: never preempted for it)."""
         found: set[int] = set()
         for ref in gpus:
-            holder = self._holders.get((ref.node, ref.index))
+            node = self._by_name.get(ref.node)
+            holder = None if node is None else node.holders.get(ref.index)
             running = None if holder is None else self._running.get(holder)
             if running is None or running.queue == queue:
                 continue
@@ -242,7 +255,7 @@ class Timeline:
         key, g = match_of(request), request.gpus
         kinds = self._kinds_for(key)
         candidates = [
-            (max(node.free_times(queue).values(), default=self.now), order, node)
+            (node.last_free(queue, self.now), order, node)
             for order, node in enumerate(self._nodes)
             if not node.reserved and len(node.soonest(key, kinds, queue)) >= g
         ]
