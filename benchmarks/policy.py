@@ -114,6 +114,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--time-limits", default="none", help="none, exact, xF or xA-B")
     parser.add_argument("--workers", type=int, default=1, help="policies run in parallel")
     parser.add_argument("--json", help="also write every figure to this file")
+    parser.add_argument(
+        "--no-wake-ups",
+        action="store_true",
+        help="cycle on events only, not when the clock alone may change a decision",
+    )
     return parser
 
 
@@ -134,7 +139,8 @@ def _choices(text: str) -> tuple[list[PolicyChoice], list[tuple[str, str]]]:
 def _scenarios(args: argparse.Namespace, traces: Path, cost: CostModel) -> list[Scenario]:
     cluster = parse_shape(args.cluster)
     queues = queues_from_vc(traces / VCS, cluster.total_gpus)
-    config = SimConfig(cluster, queues, cost, time_limits=TimeLimits.parse(args.time_limits))
+    limits = TimeLimits.parse(args.time_limits)
+    config = SimConfig(cluster, queues, cost, time_limits=limits, wake_ups=not args.no_wake_ups)
     wanted = [s.strip() for s in args.scenarios.split(",")]
     philly = load_trace(traces / PHILLY).jobs if {"month", "full"} & set(wanted) else ()
     scenarios = []

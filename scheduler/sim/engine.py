@@ -29,6 +29,18 @@ itself) is no event: its time gets no cycle, as no server would wake then. A pol
 that keeps preempting and placing at one instant (thrashing) gets ``MAX_CYCLES_PER_INSTANT``
 cycles there, then none until the next event; ``thrashing_instants`` counts it.
 
+The clock alone can change a decision too: a backfill reservation falls due (its
+occupiers may then be preempted), an attempt passes the policy's ``min_runtime_s`` and
+may be preempted for a queue owed its guarantee. The server acts on these at its
+periodic pass (every few seconds); the simulator, which otherwise wakes only on events,
+wakes up (``wake_ups``, on by default) at the earliest of: the earliest
+``estimated_start`` after ``now`` among the cycle's waits (a reservation's start, when
+the policy announces one), and, for a policy that may preempt and while some queue with
+pending jobs holds less than its guarantee (always, with orgs or type quotas), the time
+the next live attempt passes ``min_runtime_s``. Each cycle replaces the wake-up an
+earlier one asked for; a wake-up is no event (``EngineStats.wake_ups`` counts them).
+Other drifts with time (decayed usage, 2D-LAS service bands) wait for the next event.
+
 Cost per event time: O(events + queues + GPU types) of bookkeeping, plus the cycle
 (snapshot assembly O(pending + running + nodes), then ``decide``).
 """
@@ -36,19 +48,22 @@ Cost per event time: O(events + queues + GPU types) of bookkeeping, plus the cyc
 from __future__ import annotations
 
 import heapq
+import math
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from scheduler.domain.decisions import Decisions
 from scheduler.domain.snapshot import ResourceRequest
 from scheduler.policy import Policy
+from scheduler.policy.context import PolicyParams
 from scheduler.sim.metrics import Recorder
 from scheduler.sim.rows import TraceJob
 from scheduler.sim.state import SimState
 
-END, STOP, TICK = 0, 1, 2  # event kinds; at one time, ends are applied before stops
-NO_ATTEMPT = -1  # the attempt id of a TICK (a deferred cycle)
+END, STOP, TICK, WAKE = 0, 1, 2, 3  # event kinds; at one time, ends go before stops
+NO_ATTEMPT = -1  # the attempt id of a TICK (a deferred cycle) and of a WAKE (a wake-up)
 MAX_CYCLES_PER_INSTANT = 100
 
 
@@ -60,6 +75,7 @@ class EngineStats:
     skipped_cycles: int = 0
     idle_cycles: int = 0  # cycles that decided nothing but waits
     thrashing_instants: int = 0  # times with MAX_CYCLES_PER_INSTANT cycles (then no more)
+    wake_ups: int = 0  # times woken by the clock alone (``Engine`` wake-ups)
     placements: int = 0
     preemptions: int = 0
     wall_s: float = 0.0  # wall-clock time of the whole loop
@@ -96,6 +112,8 @@ class Engine:
         *,
         may_preempt: bool = True,
         cycle_interval_s: float = 0.0,
+        wake_ups: bool = True,
+        min_runtime_s: float = PolicyParams().min_runtime_s,
     ) -> None:
         self.state = state
         self.cycle_interval_s = cycle_interval_s
@@ -109,6 +127,13 @@ class Engine:
         self._instant = (float("-inf"), 0)  # (time of the last cycle, cycles at that time)
         self._next_cycle = float("-inf")  # no cycle before this (cycle_interval_s)
         self._tick_at: float | None = None  # a deferred cycle's time, if one is due
+        self.wake_ups = wake_ups
+        self.min_runtime_s = min_runtime_s
+        self._wake_at: float | None = None  # the wake-up the last cycle asked for, if any
+        self._young: deque[tuple[float, int]] = deque()  # (start, attempt id), start order
+        views = state.ledger.views.values()
+        self._guarantees = [(q.name, q.guaranteed_gpus) for q in views if q.guaranteed_gpus > 0]
+        self._nested = any(q.parent is not None or q.type_quotas for q in views)
 
     def run(self) -> EngineStats:
         started, cpu = time.perf_counter(), time.process_time()
@@ -133,18 +158,26 @@ class Engine:
 
     def _drop_stale(self) -> None:
         """Drop ends and stops of attempts that are gone: a preempted attempt's end, a
-        finished one's stop. They are not events (the server would not wake), so their
-        times get no cycle."""
+        finished one's stop; and wake-ups a later cycle replaced. They are not events
+        (the server would not wake), so their times get no cycle."""
         events, attempts = self._events, self.state.attempts
-        while events and events[0][1] != TICK and events[0][2] not in attempts:
+        while events:
+            at, kind, attempt_id = events[0]
+            if kind == TICK or (kind == WAKE and at == self._wake_at) or attempt_id in attempts:
+                return
             heapq.heappop(events)
 
     def _apply_events(self, now: float) -> None:
         state, events = self.state, self._events
         while events and events[0][0] <= now:
-            _, kind, attempt_id = heapq.heappop(events)
+            at, kind, attempt_id = heapq.heappop(events)
             if kind == TICK:
                 self._tick_at = None
+                continue
+            if kind == WAKE:
+                if at == self._wake_at:  # else a later cycle replaced it
+                    self._wake_at = None
+                    self.stats.wake_ups += 1
                 continue
             if attempt_id not in state.attempts:
                 continue  # it ended before: a finished job's stop, a stopped job's end
@@ -187,6 +220,8 @@ class Engine:
         if not (decisions.placements or decisions.preemptions):
             self.stats.idle_cycles += 1
         self._apply(decisions, now)
+        if self.wake_ups:
+            self._plan_wake_up(decisions, now)
 
     def _may_change_anything(self) -> bool:
         """False when no decision can come out: nothing pending, or nothing could be placed
@@ -203,6 +238,8 @@ class Engine:
         for placement in decisions.placements:
             attempt = state.start(placement, now)
             heapq.heappush(self._events, (attempt.ends_at, END, attempt.view.attempt_id))
+            if self.wake_ups and self.may_preempt:
+                self._young.append((now, attempt.view.attempt_id))
         self.stats.placements += len(decisions.placements)
         for preemption in decisions.preemptions:
             was_stopping = state.attempts.get(preemption.attempt_id)
@@ -226,3 +263,44 @@ class Engine:
         if count == MAX_CYCLES_PER_INSTANT + 1:
             self.stats.thrashing_instants += 1
         return count <= MAX_CYCLES_PER_INSTANT
+
+    # -- wake-ups: the clock alone may change a decision ---------------------------
+
+    def _plan_wake_up(self, decisions: Decisions, now: float) -> None:
+        """Wake at the earliest future time the cycle's decisions could change by time
+        alone (see the module), replacing the wake-up an earlier cycle asked for."""
+        at = math.inf
+        for wait in decisions.waits:  # a reservation's start: due then, its holder's
+            start = wait.estimated_start
+            if start is not None and now < start < at:
+                at = start
+        if self.may_preempt and decisions.waits and self._may_be_owed():
+            at = min(at, self._next_settled(now))
+        wake = None if math.isinf(at) else at
+        if wake != self._wake_at:
+            self._wake_at = wake
+            if wake is not None:
+                heapq.heappush(self._events, (wake, WAKE, NO_ATTEMPT))
+
+    def _may_be_owed(self) -> bool:
+        """Whether a queue may be owed GPUs: one with pending jobs holds less than its
+        guarantee (a necessary condition; always True with orgs or type quotas)."""
+        if self._nested:
+            return True
+        ledger = self.state.ledger
+        return any(
+            ledger.held[name] < owed and ledger.pending_gpus[name] > 0
+            for name, owed in self._guarantees
+        )
+
+    def _next_settled(self, now: float) -> float:
+        """When the next live attempt passes ``min_runtime_s`` and may be preempted (inf:
+        none is that young)."""
+        young, attempts, min_runtime_s = self._young, self.state.attempts, self.min_runtime_s
+        while young:
+            started, attempt_id = young[0]
+            attempt = attempts.get(attempt_id)
+            if attempt is not None and not attempt.stopping and started + min_runtime_s > now:
+                return started + min_runtime_s
+            young.popleft()
+        return math.inf

@@ -54,6 +54,7 @@ def _rows(first: Summary) -> list[Row]:
         ("preemptions / jobs preempted", lambda r: _preemptions(r.summary)),
         ("GPU-s lost to preemption", lambda r: _lost(r.summary)),
         ("cycles run / skipped", lambda r: f"{r.stats.cycles:,} / {r.stats.skipped_cycles:,}"),
+        ("  wake-ups (the clock alone)", lambda r: f"{r.stats.wake_ups:,}"),
         ("sim's own CPU per event (us)", lambda r: f"{r.stats.own_us_per_event:,.0f}"),
         ("decide CPU per cycle (us)", lambda r: f"{r.stats.decide_us_per_cycle:,.0f}"),
         ("CPU per event, all (us)", lambda r: f"{r.stats.us_per_event:,.0f}"),

@@ -87,6 +87,7 @@ class SimConfig:
     sample_interval_s: float | None = None  # None: about SAMPLES points over the trace
     cycle_interval_s: float = 0.0  # 0: a cycle at every event time (the server's way)
     time_limits: TimeLimits = field(default_factory=TimeLimits)  # default: none
+    wake_ups: bool = True  # cycles when the clock alone may change a decision (``engine``)
 
 
 @dataclass
@@ -184,6 +185,8 @@ def replay(
         recorder,
         may_preempt=may_preempt,
         cycle_interval_s=config.cycle_interval_s,
+        wake_ups=config.wake_ups,
+        min_runtime_s=params.min_runtime_s,
     )
     stats = engine.run()
     summary, jct = summarize(state, recorder, rejected=len(jobs) - len(arrivals))

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from scheduler.domain.decisions import Decisions, Placement, Preemption
-from scheduler.domain.snapshot import GpuRef, Snapshot
+from scheduler.domain.snapshot import GpuRef, QueueView, Snapshot
 from scheduler.sim.cluster import parse_shape
 from scheduler.sim.engine import MAX_CYCLES_PER_INSTANT
-from scheduler.sim.run import SimConfig, SimResult, replay
+from scheduler.sim.run import PolicyChoice, SimConfig, SimResult, replay, simulate
 from scheduler.sim.state import CostModel, SimState
 
 from .factories import PreemptAt, fifo, trace_job
@@ -218,3 +218,37 @@ def test_a_thrashing_policy_gets_bounded_cycles_at_one_instant() -> None:
     assert result.stats.cycles >= MAX_CYCLES_PER_INSTANT
     assert result.summary.jobs == 2
     assert any("thrashed" in note for note in result.notes)
+
+
+DEFAULT_POLICY = "fair_share+preemption=reclaim+admission=quota"
+
+
+@pytest.mark.parametrize(("wake_ups", "started"), [(True, 300.0), (False, 10_000.0)])
+def test_a_reservation_falling_due_wakes_the_simulator(wake_ups: bool, started: float) -> None:
+    # 2 GPUs. Job 1 (queue a, 2 GPUs, 10,000 s) starts at 0; job 2 (queue b) arrives at
+    # 10 and reserves the node from 300, when job 1 passes its 300 s minimum runtime.
+    # No event falls at 300: woken then, the cycle preempts job 1 (queue a is above its
+    # share) and job 2 starts at 300; without wake-ups, only when job 1 ends.
+    jobs = [trace_job(1, 2, 10_000, queue="a"), trace_job(2, 2, 100, at=10, queue="b")]
+    config = SimConfig(parse_shape("1x2"), wake_ups=wake_ups)
+    result = simulate(jobs, config, PolicyChoice.parse(DEFAULT_POLICY))
+    state = _state(result)
+    assert state.jobs[2].first_started_at == started
+    assert state.jobs[1].preemptions == (1 if wake_ups else 0)
+    assert result.stats.wake_ups == (1 if wake_ups else 0)
+
+
+def test_an_attempt_passing_its_minimum_runtime_wakes_the_simulator_for_a_guarantee() -> None:
+    # Queue prod is guaranteed both GPUs; research's job 1 took them at 0. Prod's job 2
+    # arrives at 100: owed, but job 1 may be preempted only from 300. The reservation
+    # counts no early GPUs (``reserve_preemptible_gpus=false``: it announces no start),
+    # so only the attempt passing its minimum runtime wakes the simulator at 300.
+    jobs = [trace_job(1, 2, 10_000, queue="research"), trace_job(2, 2, 50, at=100, queue="prod")]
+    queues = (QueueView("prod", guaranteed_gpus=2), QueueView("research"))
+    config = SimConfig(parse_shape("1x2"), queues=queues)
+    choice = PolicyChoice.parse(f"{DEFAULT_POLICY}+reserve_preemptible_gpus=false")
+    result = simulate(jobs, config, choice)
+    state = _state(result)
+    assert state.jobs[2].first_started_at == 300.0
+    assert state.jobs[1].preemptions == 1
+    assert result.stats.wake_ups >= 1
