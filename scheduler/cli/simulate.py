@@ -112,6 +112,13 @@ def _piece(name: str, what: str) -> Any:
     show_default=True,
     help="seeds the factors drawn by xA-B",
 )
+@click.option(
+    "--wake-ups/--no-wake-ups",
+    default=True,
+    show_default=True,
+    help="also cycle when the clock alone may change a decision (a reservation falling "
+    "due), as the server's periodic pass does",
+)
 @click.option("--start", metavar="TIME", help="first submit time (ISO date or seconds)")
 @click.option("--end", metavar="TIME", help="submit times before this")
 @click.option("--limit", type=click.IntRange(min=1), help="at most this many jobs")
@@ -153,6 +160,7 @@ def _run(o: dict[str, Any]) -> None:
         _cost(o),
         cycle_interval_s=o["cycle_interval_s"],
         time_limits=limits,
+        wake_ups=o["wake_ups"],
     )
     choices = _choices(o)
     for note in notes:
@@ -265,6 +273,7 @@ def _setup(o: dict[str, Any], jobs: tuple[TraceJob, ...], config: SimConfig) -> 
         "cycle_interval_s": config.cycle_interval_s,
         "time_limits": config.time_limits.label,
         "time_limit_seed": config.time_limits.seed,
+        "wake_ups": config.wake_ups,
     }
 
 

@@ -46,3 +46,11 @@ def test_a_bad_value_is_one_error_line(tmp_path: Path) -> None:
     assert code != 0
     assert err.startswith("error: time limits 'double'")
     assert len(err.strip().splitlines()) == 1
+
+
+def test_wake_ups_are_on_unless_turned_off(tmp_path: Path) -> None:
+    trace = write_philly(tmp_path / "philly.csv", ROWS)
+    for flag, expected in (("--wake-ups", True), ("--no-wake-ups", False)):
+        code, out, err = _run(str(trace), "--cluster", "1x2", flag, "--json")
+        assert code == 0, err
+        assert json.loads(out)["setup"]["wake_ups"] is expected
