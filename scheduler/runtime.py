@@ -87,6 +87,7 @@ class Notifier:
 
 
 CYCLE_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+SYNC_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 class ServerMetrics:
@@ -100,6 +101,13 @@ class ServerMetrics:
             "corral_cycle_duration_seconds",
             "Duration of one scheduling cycle (snapshot, decide, apply).",
             buckets=CYCLE_BUCKETS_S,
+            registry=None,
+        )
+        self.sync_duration = Histogram(
+            "corral_agent_sync_duration_seconds",
+            "Seconds this server took to answer an agent sync, from its parsed request to "
+            "its reply, a long poll's hold left out.",
+            buckets=SYNC_BUCKETS_S,
             registry=None,
         )
 

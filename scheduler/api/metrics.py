@@ -76,6 +76,7 @@ class CorralCollector(Collector):
             "corral_nodes", "Nodes by state (up, drained, lost).", ["state"], _one_label(nodes)
         )
         yield from self.rt.metrics.cycle_duration.collect()
+        yield from self.rt.metrics.sync_duration.collect()
 
 
 def _labelled(

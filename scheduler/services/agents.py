@@ -23,8 +23,8 @@ facts it reports, writes only the reports (``apply_reports``): on PostgreSQL in 
 own transaction, the node row locked without waiting for placements that refer to
 it; on SQLite in the group commit. Its readings wait likewise. Every other sync (a
 new or lost node, new facts) takes the write path above, node facts and readings
-included. A sync that changes a job is answered after its commit. Nothing of a node is kept in memory
-between syncs, so any server of several may answer the next one.
+included. A sync that changes a job is answered after its commit. Nothing of a node is
+kept in memory between syncs, so any server of several may answer the next one.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -317,7 +318,9 @@ def _read(rt: Runtime, req: SyncRequest) -> SyncReply:
 
 async def sync(rt: Runtime, req: SyncRequest) -> SyncReply:
     event = rt.notifier.node_event(req.node.name)
+    started = time.perf_counter()
     reply = await _apply_and_read(rt, req)
+    rt.metrics.sync_duration.observe(time.perf_counter() - started)
     wait_s = min(req.wait_s, rt.settings.long_poll_s, rt.settings.node_timeout_s / 2)
     if wait_s <= 0 or needs_action(req, reply):
         return reply

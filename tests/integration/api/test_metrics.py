@@ -130,6 +130,8 @@ def test_metrics_carry_the_cluster_state(api: Api) -> None:
     assert buckets["1.0"] == sum(1 for w in waits if w.total_seconds() <= 1)
     assert _only(got, "corral_cycle_duration_seconds_count") == 2  # two cycles ran
     assert by(got, "corral_cycle_duration_seconds_bucket", "le")["+Inf"] == 2
+    assert _only(got, "corral_agent_sync_duration_seconds_count") == 4  # build_cluster's
+    assert by(got, "corral_agent_sync_duration_seconds_bucket", "le")["+Inf"] == 4
 
 
 def _only(samples: Samples, name: str) -> float:
