@@ -10,7 +10,10 @@ names a server to create a fresh database on) and one ``corral server`` on it, t
    ``--interval-s`` (a short poll, so the timed request is the server's work, not a
    held long poll), starts on its first
    sync at a random moment of the interval, runs what the reply's ``run`` lists for
-   ``--job-s`` seconds and then reports it exited 0; a ``stop`` ends it at once.
+   a time drawn evenly between half and one and a half ``--job-s`` (``--fixed-job-s``:
+   exactly ``--job-s``, so that jobs placed together end together, in waves that a real
+   cluster's mix of lengths does not make) and then reports it exited 0; a ``stop``
+   ends it at once.
 2. **history**: ``--jobs`` jobs in the system. All but ``--pending`` are finished
    history, written straight into the tables (each a succeeded job with its submitted
    and succeeded events, one attempt, its part on a node and its released allocation,
@@ -98,6 +101,7 @@ class Sizes:
     interval_s: float
     duration_s: float
     job_s: float
+    fixed_job_s: bool = False  # every job runs exactly job_s (else half to 1.5 times)
 
 
 # -- simulated agents -------------------------------------------------------------------
@@ -119,6 +123,7 @@ class SimAgent:
     job_s: float
     token: str = ""
     held: dict[int, SimAttempt] = field(default_factory=dict)
+    fixed: bool = False  # every job runs exactly job_s
 
     def facts(self) -> NodeFacts:
         gpus = [
@@ -165,7 +170,8 @@ class SimAgent:
         """Start what is new, stop what is asked, forget what the server no longer lists."""
         wanted = {launch.attempt_id for launch in reply.run}
         for attempt_id in wanted - self.held.keys():
-            self.held[attempt_id] = SimAttempt(ends_at=now + self.job_s)
+            spread = 0.0 if self.fixed else random.uniform(-0.5, 0.5) * self.job_s
+            self.held[attempt_id] = SimAttempt(ends_at=now + self.job_s + spread)
         for stop in reply.stop:
             attempt = self.held.get(stop.attempt_id)
             if attempt is not None and attempt.exit_code is None:
@@ -362,7 +368,7 @@ class AgentThread(threading.Thread):
         self.stop_event = asyncio.Event()
         sizes = self.sizes
         agents = [
-            SimAgent(name, sizes.gpus_per_agent, sizes.job_s, token)
+            SimAgent(name, sizes.gpus_per_agent, sizes.job_s, token, fixed=sizes.fixed_job_s)
             for name, token in self.tokens.items()
         ]
         async with contextlib.AsyncExitStack() as stack:
@@ -534,7 +540,8 @@ def parse_args(argv: list[str] | None) -> tuple[Sizes, argparse.Namespace]:
     parser.add_argument("--duration", type=float, help="measured seconds [120; quick 30]")
     parser.add_argument("--interval-s", type=float, default=5.0, help="sync period [5]")
     parser.add_argument("--gpus-per-agent", type=int, default=2, help="GPUs per node [2]")
-    parser.add_argument("--job-s", type=float, default=60.0, help="a pending job's run [60]")
+    parser.add_argument("--job-s", type=float, default=60.0, help="a pending job's mean run [60]")
+    parser.add_argument("--fixed-job-s", action="store_true", help="every job runs exactly --job-s")
     parser.add_argument("--database-url", help="a PostgreSQL server to create a database on")
     parser.add_argument("--json", type=Path, help="also write the report to this file")
     args = parser.parse_args(argv)
@@ -547,6 +554,7 @@ def parse_args(argv: list[str] | None) -> tuple[Sizes, argparse.Namespace]:
         interval_s=args.interval_s,
         duration_s=args.duration or (30.0 if quick else 120.0),
         job_s=args.job_s,
+        fixed_job_s=args.fixed_job_s,
     )
     if sizes.pending > sizes.jobs or min(sizes.agents, sizes.gpus_per_agent) < 1:
         parser.error("need --pending <= --jobs and at least one agent with one GPU")
