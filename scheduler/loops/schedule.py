@@ -4,6 +4,9 @@ periodic pass as a safety net.
 Under a stream of events (every finished attempt is one) a cycle runs at most every
 ``CYCLE_MIN_GAP_S``: each cycle reads the whole backlog, so one per event would spend
 the server's time re-reading it, while a short gap costs a freed GPU that long at most.
+A woken cycle also waits as long as the last one took (``CYCLE_REST_RATIO``): on a
+large cluster, where a cycle takes a large part of a second, back-to-back cycles would
+hold the interpreter from the agents' syncs and the API; they get at least half of it.
 An idle cluster's submit still starts a cycle at once."""
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from scheduler.loops.base import Loop
 from scheduler.runtime import Runtime
 
 CYCLE_MIN_GAP_S = 0.05
+CYCLE_REST_RATIO = 1.0
 
 
 def schedule_loop(rt: Runtime) -> Loop:
@@ -27,4 +31,5 @@ def schedule_loop(rt: Runtime) -> Loop:
         run_once=lambda: run_cycle(rt),
         wake=wake,
         min_gap_s=CYCLE_MIN_GAP_S,
+        rest_ratio=CYCLE_REST_RATIO,
     )
