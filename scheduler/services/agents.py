@@ -38,8 +38,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy.orm import Session
-
 from scheduler.domain.sync import SyncReply, SyncRequest
 from scheduler.runtime import Runtime, kept_for
 from scheduler.store.agent_sync import (
@@ -100,6 +98,7 @@ def apply_group(
     as a quick sync's do; any other takes ``apply_sync``. A sync that raises is rolled
     back to its savepoint and its result is the error; the others commit together.
     Wakes the agents and the cycle after the commit."""
+    s = rt.settings
     results: list[SyncReply | Exception] = []
     effects = Effects()
     read = [] if quicks is None else quicks
@@ -109,39 +108,31 @@ def apply_group(
             quick = read[n] if n < len(read) else None
             try:
                 with session.begin_nested():
-                    reply, changed, reported = _apply_one(rt, session, req, quick)
+                    applied = None
+                    if quick is not None:
+                        applied = apply_reports(
+                            session, req, quick.node_id, utcnow(), s.retry, s.checkpoints,
+                            s.agent_sync_interval_s, s.node_timeout_s,
+                        )  # fmt: skip
+                    if applied is None:  # new or lost node, new facts: the full path
+                        quick = None
+                        node, changed = apply_sync(session, req, utcnow(), s.retry)
+                        applied = desired_state(
+                            session, node, req, s.checkpoints, s.agent_sync_interval_s,
+                            s.node_timeout_s,
+                        ), changed  # fmt: skip
             except Exception as exc:  # that agent's answer; the others go on
                 results.append(exc)
                 continue
-            effects.merge(changed)
-            results.append(reply)
-            if reported is not None:
-                known.append((reported, req))
+            effects.merge(applied[1])
+            results.append(applied[0])
+            if quick is not None:
+                known.append((quick, req))
     readings, now = _readings_of(rt), utcnow()
     for quick, req in known:
         readings.add(quick, req, now)
     rt.notifier.notify(effects)
     return results
-
-
-def _apply_one(
-    rt: Runtime, session: Session, req: SyncRequest, quick: QuickSync | None
-) -> tuple[SyncReply, Effects, QuickSync | None]:
-    """One sync of a group: its reply, what it changed, and ``quick`` when only the
-    reports were written (its readings are then the caller's)."""
-    s = rt.settings
-    if quick is not None:
-        applied = apply_reports(
-            session, req, quick.node_id, utcnow(), s.retry, s.checkpoints,
-            s.agent_sync_interval_s, s.node_timeout_s,
-        )  # fmt: skip
-        if applied is not None:
-            return applied[0], applied[1], quick
-    node, changed = apply_sync(session, req, utcnow(), s.retry)
-    reply = desired_state(
-        session, node, req, s.checkpoints, s.agent_sync_interval_s, s.node_timeout_s
-    )
-    return reply, changed, None
 
 
 async def _write_groups(rt: Runtime, groups: SyncGroups) -> None:
