@@ -51,11 +51,12 @@ def test_events_within_the_gap_wait_for_it() -> None:
     assert (first, after) == (1, 1)
 
 
-def test_a_woken_pass_rests_as_long_as_the_last_one_ran() -> None:
+def test_a_woken_pass_rests_as_long_as_the_last_long_one_ran() -> None:
     loop = Loop(name="t", interval_s=LONG_S, run_once=lambda: None, min_gap_s=0.05)
-    rested = Loop(**{**loop.__dict__, "rest_ratio": 1.0})
+    rested = Loop(**{**loop.__dict__, "rest_ratio": 1.0, "rest_after_s": 0.25})
     # a short pass: the start-to-start gap rules; a long one: its own duration after it
     assert next_start(loop, began=10.0, ended=10.01) == 10.05
     assert next_start(rested, began=10.0, ended=10.01) == 10.05
+    assert next_start(rested, began=10.0, ended=10.2) == 10.2  # short of 0.25 s: no rest
     assert next_start(loop, began=10.0, ended=10.7) == 10.7  # at once, without the rest
     assert next_start(rested, began=10.0, ended=10.7) == pytest.approx(11.4)  # 0.7 s more
