@@ -5,11 +5,6 @@ worker thread: database work must not block the event loop). ``wake`` optionally
 names an asyncio.Event that starts the next pass before the interval is over, but no
 sooner than ``min_gap_s`` after the previous pass began: the events of a busy moment
 are taken in one pass, not one pass each (an idle loop still answers an event at once).
-With ``rest_ratio`` a woken pass that follows a long one (``rest_after_s`` or more)
-also waits that many times the previous pass's own duration after it ended, so that a
-loop whose passes grow long (a cycle over a large cluster) takes at most
-``1 / (1 + rest_ratio)`` of the server's time under a stream of events, and requests
-keep the rest; short passes keep the ``min_gap_s`` cadence.
 """
 
 from __future__ import annotations
@@ -30,8 +25,6 @@ class Loop:
     run_once: Callable[[], object]
     wake: Callable[[], asyncio.Event] | None = None  # the event to wait on, looked up each pass
     min_gap_s: float = 0.0  # from the start of one pass to the start of the next, at least
-    rest_ratio: float = 0.0  # after a long pass, at least this times its duration before the next
-    rest_after_s: float = 0.0  # a pass this long or longer is a long one
 
 
 async def run_loop(loop: Loop, stopping: asyncio.Event) -> None:
@@ -50,18 +43,10 @@ async def run_loop(loop: Loop, stopping: asyncio.Event) -> None:
             failures += 1
             if failures == 1 or failures % 30 == 0:
                 log.exception("loop %s failed (%d in a row); it goes on", loop.name, failures)
-        ended = time.monotonic()
         await _sleep(loop.interval_s, event, stopping)
-        gap_left_s = next_start(loop, began, ended) - time.monotonic()
+        gap_left_s = began + loop.min_gap_s - time.monotonic()
         if gap_left_s > 0:  # woken early: let the other events of the moment come too
             await _sleep(gap_left_s, None, stopping)
-
-
-def next_start(loop: Loop, began: float, ended: float) -> float:
-    """The earliest a woken pass may start after one that ran from ``began`` to ``ended``."""
-    took = ended - began
-    rest = took * loop.rest_ratio if took >= loop.rest_after_s else 0.0
-    return max(began + loop.min_gap_s, ended + rest)
 
 
 async def _sleep(interval_s: float, event: asyncio.Event | None, stopping: asyncio.Event) -> None:

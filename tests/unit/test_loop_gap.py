@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
-from scheduler.loops.base import Loop, next_start, run_loop
+from scheduler.loops.base import Loop, run_loop
 
 LONG_S = 3600.0
 
@@ -49,14 +47,3 @@ def test_an_idle_loop_answers_an_event_with_a_pass() -> None:
 def test_events_within_the_gap_wait_for_it() -> None:
     first, after = asyncio.run(_passes_after_events(min_gap_s=LONG_S, events=5, settle_s=0.3))
     assert (first, after) == (1, 1)
-
-
-def test_a_woken_pass_rests_as_long_as_the_last_long_one_ran() -> None:
-    loop = Loop(name="t", interval_s=LONG_S, run_once=lambda: None, min_gap_s=0.05)
-    rested = Loop(**{**loop.__dict__, "rest_ratio": 1.0, "rest_after_s": 0.25})
-    # a short pass: the start-to-start gap rules; a long one: its own duration after it
-    assert next_start(loop, began=10.0, ended=10.01) == 10.05
-    assert next_start(rested, began=10.0, ended=10.01) == 10.05
-    assert next_start(rested, began=10.0, ended=10.2) == 10.2  # short of 0.25 s: no rest
-    assert next_start(loop, began=10.0, ended=10.7) == 10.7  # at once, without the rest
-    assert next_start(rested, began=10.0, ended=10.7) == pytest.approx(11.4)  # 0.7 s more
