@@ -13,10 +13,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from prometheus_client import Histogram
-
 from scheduler.policy import Policy, make_policy
 from scheduler.settings import ServerSettings
+from scheduler.stats import Histogram, Slots
 from scheduler.store.attempts import Effects
 from scheduler.store.db import Database
 from scheduler.store.leadership import LeaderLock
@@ -91,25 +90,38 @@ SYNC_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 
 
 
 class ServerMetrics:
-    """Instruments this server process observes itself (the rest is read from the
-    database at scrape time, ``api/metrics.py``). Registered nowhere global: each
-    server (and each test's app) has its own, exported by its /metrics collector.
-    """
+    """Instruments this server observes itself (the rest is read from the database at
+    scrape time, ``api/metrics.py``). Registered nowhere global: each server (and each
+    test's app) has its own, exported by its /metrics collector. A server of several
+    workers shares them (``shared``, made by ``share`` before the fork; ``slot``: this
+    worker's), so that any worker's scrape reports the whole server."""
 
-    def __init__(self) -> None:
+    CYCLE = "corral_cycle_duration_seconds"
+    SYNC = "corral_agent_sync_duration_seconds"
+    BUCKETS = {CYCLE: CYCLE_BUCKETS_S, SYNC: SYNC_BUCKETS_S}
+
+    def __init__(self, shared: dict[str, Slots] | None = None, slot: int = 0) -> None:
+        kept = shared or {}
         self.cycle_duration = Histogram(
-            "corral_cycle_duration_seconds",
+            self.CYCLE,
             "Duration of one scheduling cycle (snapshot, decide, apply).",
-            buckets=CYCLE_BUCKETS_S,
-            registry=None,
+            CYCLE_BUCKETS_S,
+            kept.get(self.CYCLE),
+            slot,
         )
         self.sync_duration = Histogram(
-            "corral_agent_sync_duration_seconds",
+            self.SYNC,
             "Seconds this server took to answer an agent sync, from its parsed request to "
             "its reply, a long poll's hold left out.",
-            buckets=SYNC_BUCKETS_S,
-            registry=None,
+            SYNC_BUCKETS_S,
+            kept.get(self.SYNC),
+            slot,
         )
+
+    @classmethod
+    def share(cls, workers: int) -> dict[str, Slots]:
+        """Shared memory for the instruments of ``workers`` processes."""
+        return {name: Slots(workers, Histogram.width(b)) for name, b in cls.BUCKETS.items()}
 
 
 @dataclass
@@ -124,9 +136,16 @@ class Runtime:
     election: LeaderLock | None = None
     role: str = "leader"  # or "follower": serves the API only
     leader_epoch: int = 0  # the epoch this server leads in; 0 while it does not lead
+    # an API worker of ``corral server --workers``: the role of the process running the
+    # loops (None: this process runs them, or follows, itself)
+    loops_role: Callable[[], str] | None = None
 
     def __post_init__(self) -> None:
         self.policy = build_policy(self.settings)
+
+    def reported_role(self) -> str:
+        """This server's role as /healthz tells it: "leader" while it runs the loops."""
+        return self.loops_role() if self.loops_role is not None else self.role
 
 
 def build_policy(settings: ServerSettings) -> Policy:

@@ -17,6 +17,7 @@ class ServerSettings:
     database_url: str
     host: str = "127.0.0.1"
     port: int = 8470
+    workers: int = 1  # server processes on the socket (PostgreSQL only: api/workers.py)
     node_timeout_s: float = 90.0  # a node that has not synced for this long is lost
     long_poll_s: float = 20.0  # longest an agent sync is held open
     cycle_interval_s: float = 5.0  # the periodic scheduling pass (events wake it sooner)

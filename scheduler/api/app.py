@@ -33,6 +33,7 @@ from scheduler.api import (
 from scheduler.api.ratelimit import limiter_of
 from scheduler.domain.views import Health
 from scheduler.leader import lead
+from scheduler.loops.base import Loop
 from scheduler.loops.idle import idle_loop
 from scheduler.loops.limits import limits_loop
 from scheduler.loops.liveness import liveness_loop
@@ -45,23 +46,27 @@ from scheduler.runtime import Runtime
 log = logging.getLogger("corral.server")
 
 
+def server_loops(rt: Runtime) -> list[Loop]:
+    """The duties the leading server runs beside (or, with workers, apart from) the API."""
+    return [
+        schedule_loop(rt),
+        liveness_loop(rt),
+        limits_loop(rt),
+        usage_loop(rt),
+        idle_loop(rt),
+        rollup_loop(rt),
+        prune_loop(rt),
+    ]
+
+
 def create_app(rt: Runtime, *, run_loops_in_app: bool = True) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         rt.notifier.bind(asyncio.get_running_loop())
         stopping = asyncio.Event()
         task = None
-        if run_loops_in_app:
-            loops = [
-                schedule_loop(rt),
-                liveness_loop(rt),
-                limits_loop(rt),
-                usage_loop(rt),
-                idle_loop(rt),
-                rollup_loop(rt),
-                prune_loop(rt),
-            ]
-            task = asyncio.create_task(lead(rt, loops, stopping))  # only the leader runs them
+        if run_loops_in_app:  # only the leader runs them
+            task = asyncio.create_task(lead(rt, server_loops(rt), stopping))
         try:
             yield
         finally:
@@ -87,6 +92,7 @@ def create_app(rt: Runtime, *, run_loops_in_app: bool = True) -> FastAPI:
 
     @app.get("/healthz", response_model=Health, tags=["health"])
     def health() -> Health:
-        return Health(status="ok", version=__version__, database=rt.db.backend, role=rt.role)
+        role = rt.reported_role()
+        return Health(status="ok", version=__version__, database=rt.db.backend, role=role)
 
     return app

@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import multiprocessing
 import os
+import signal
 import socket
 from types import FrameType
+from typing import Any
 
 import uvicorn
 
-from scheduler.api.app import create_app
-from scheduler.leader import standing
+from scheduler.api.app import create_app, server_loops
+from scheduler.api.workers import run_workers
+from scheduler.leader import FOLLOWER, LEADER, lead, standing
 from scheduler.paths import server_info_path, write_private
-from scheduler.runtime import Runtime
+from scheduler.runtime import Runtime, ServerMetrics
 from scheduler.services.bootstrap import prepare
 from scheduler.settings import ServerSettings
 from scheduler.store.db import Database
 
 log = logging.getLogger("corral.server")
+ROLE_SHOWN_EVERY_S = 0.2  # how often the loops worker shows the API workers its role
 
 
 class _Server(uvicorn.Server):
@@ -34,17 +40,80 @@ class _Server(uvicorn.Server):
 
 
 def serve(settings: ServerSettings, *, announce: bool = True) -> None:
-    """Blocks until SIGINT/SIGTERM; the loops stop with the server."""
+    """Blocks until SIGINT/SIGTERM; the loops stop with the server.
+
+    With ``settings.workers`` above one (PostgreSQL only) this process prepares the
+    database and the socket, then forks that many API servers onto the socket and one
+    process for the scheduling cycle and loops (``api/workers.py``), and watches them."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if settings.workers > 1:
+        _serve_workers(settings, announce)
+        return
     db = Database(settings.database_url)
     rt = Runtime(db=db, settings=settings)
     with standing(rt):  # SQLite: this server alone; PostgreSQL: an election among servers
-        _serve(rt, announce)
+        token_path = prepare(rt)
+        sock = _listen(settings, db.backend, token_path if announce else None)
+        _run(rt, sock)
 
 
-def _serve(rt: Runtime, announce: bool) -> None:
-    settings, db = rt.settings, rt.db
-    token_path = prepare(rt)
+def _serve_workers(settings: ServerSettings, announce: bool) -> None:
+    """Prepare, bind, then fork ``settings.workers`` API workers and one loops worker."""
+    db = Database(settings.database_url)
+    if db.is_sqlite:
+        db.dispose()
+        raise ValueError("--workers needs PostgreSQL: SQLite supports one server process")
+    try:
+        token_path = prepare(Runtime(db=db, settings=settings))
+    finally:
+        db.dispose()  # the workers open their own connections
+    sock = _listen(settings, db.backend, token_path if announce else None)
+    count = settings.workers
+    shared = ServerMetrics.share(count + 1)  # any worker's /metrics: the whole server
+    leads = multiprocessing.Value("b", 0, lock=False)  # the loops worker leads now
+
+    def work(slot: int) -> None:
+        metrics = ServerMetrics(shared, slot)
+        rt = Runtime(db=Database(settings.database_url), settings=settings, metrics=metrics)
+        with standing(rt):
+            if slot == count:
+                _lead_apart(rt, leads)
+                return
+            rt.loops_role = lambda: LEADER if leads.value else FOLLOWER
+            _run(rt, sock, loops=False)
+
+    try:
+        run_workers(count + 1, work)
+    finally:
+        sock.close()
+
+
+def _lead_apart(rt: Runtime, leads: Any) -> None:
+    """The loops worker: no HTTP; the leader election and, while elected, the loops.
+    The API workers wake its cycle, and it their agents' long polls, through the
+    database (``WakeChannel``), as separate servers do."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        rt.notifier.bind(loop)
+        stopping = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stopping.set)
+        task = asyncio.create_task(lead(rt, server_loops(rt), stopping))
+        while not task.done():
+            leads.value = rt.role == LEADER
+            await asyncio.wait([task], timeout=ROLE_SHOWN_EVERY_S)
+        leads.value = False
+        await task
+
+    try:
+        asyncio.run(main())
+    finally:
+        rt.db.dispose()
+
+
+def _listen(settings: ServerSettings, backend: str, token_path: object | None) -> socket.socket:
+    """Bind the server's socket and record its address (the CLI finds it there)."""
     sock = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((settings.host, settings.port))
@@ -52,15 +121,21 @@ def _serve(rt: Runtime, announce: bool) -> None:
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     scheme = "https" if settings.tls_cert else "http"
     url = f"{scheme}://{'127.0.0.1' if settings.host in ('0.0.0.0', '') else host}:{port}"
-    info = {"url": url, "pid": os.getpid(), "database": db.backend}
+    info = {"url": url, "pid": os.getpid(), "database": backend}
     write_private(server_info_path(settings.data_dir), json.dumps(info) + "\n")
-    if announce:
+    if token_path is not None:
+        workers = f", {settings.workers} workers" if settings.workers > 1 else ""
         print(
-            f"corral server listening on {url} ({db.backend}); admin token: {token_path}",
+            f"corral server listening on {url} ({backend}{workers}); admin token: {token_path}",
             flush=True,
         )
+    return sock
+
+
+def _run(rt: Runtime, sock: socket.socket, *, loops: bool = True) -> None:
+    settings = rt.settings
     config = uvicorn.Config(
-        create_app(rt),
+        create_app(rt, run_loops_in_app=loops),
         log_level="warning",
         access_log=False,
         timeout_graceful_shutdown=5,
@@ -73,4 +148,4 @@ def _serve(rt: Runtime, announce: bool) -> None:
     try:
         _Server(config, rt).run(sockets=[sock])
     finally:
-        db.dispose()
+        rt.db.dispose()

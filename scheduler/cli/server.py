@@ -113,6 +113,14 @@ def database_url_for(data_dir: Path, url: str | None) -> str:
 @click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on")
 @click.option("--port", default=8470, show_default=True, type=click.IntRange(0, 65535))
 @click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="server processes sharing the port, one of them running the scheduling cycle "
+    "(PostgreSQL only; for many agents)",
+)
+@click.option(
     "--database-url",
     envvar="CORRAL_DATABASE_URL",
     metavar="URL",
@@ -215,6 +223,7 @@ def server(
     data_dir: str | None,
     host: str,
     port: int,
+    workers: int,
     database_url: str | None,
     checkpoint_dir: str | None,
     node_timeout_s: float,
@@ -228,6 +237,7 @@ def server(
     (mode 600); the CLI on this machine finds the server and the token by itself.
     """
     from scheduler.api.serve import serve
+    from scheduler.api.workers import WorkersFailed
     from scheduler.leader import AlreadyServing
     from scheduler.runtime import build_policy
 
@@ -239,6 +249,7 @@ def server(
         database_url=database_url_for(directory.resolve(), database_url),
         host=host,
         port=port,
+        workers=workers,
         node_timeout_s=node_timeout_s,
         cycle_interval_s=cycle_interval_s,
         checkpoint_root=Path(checkpoint_dir).resolve() if checkpoint_dir else None,
@@ -247,13 +258,17 @@ def server(
         **_policy_settings(flags),
         **_observability_settings(flags),
     )
+    if workers > 1 and settings.database_url.startswith("sqlite"):
+        raise CliInputError(
+            "--workers needs PostgreSQL (--database-url): SQLite supports one server process"
+        )
     try:
         build_policy(settings)  # an unknown name is one line here, not a traceback later
     except ValueError as exc:
         raise CliError(str(exc)) from None
     try:
         serve(settings)
-    except AlreadyServing as exc:
+    except (AlreadyServing, WorkersFailed) as exc:
         raise CliError(str(exc)) from None
     except OSError as exc:
         raise CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
