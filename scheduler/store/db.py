@@ -113,7 +113,10 @@ class Database:
         else:
             self.engine = create_engine(url, pool_size=10, max_overflow=20)
             _ping_when_idle(self.engine)
-            self.read_engine = self.engine
+            # Reads run in autocommit, from the same pool: at READ COMMITTED each statement
+            # sees its own snapshot inside a transaction too, so a BEGIN and a COMMIT
+            # would only add two round trips (a quick agent sync is two statements)
+            self.read_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._write = sessionmaker(self.engine, expire_on_commit=False)
         self._writers: AbstractContextManager[object] = (
             threading.Lock() if self.is_sqlite else nullcontext()
@@ -144,7 +147,7 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
-        if self.read_engine is not self.engine:
+        if self.is_sqlite:
             self.read_engine.dispose()
 
 
