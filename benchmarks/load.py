@@ -3,12 +3,14 @@
 Starts a private PostgreSQL (``initdb``/``pg_ctl``, as the tests do; or ``--database-url``
 names a server to create a fresh database on) and one ``corral server`` on it, then:
 
-1. **agents**: ``--agents`` simulated agents in this process (asyncio, one shared
-   ``httpx.AsyncClient``), each a node of ``--gpus-per-agent`` GPUs with its own agent
-   token, speaking the real sync protocol (``scheduler.domain.sync``): node facts, a
-   host and GPU sample per GPU, every attempt it holds. Each syncs every
-   ``--interval-s`` (a short poll, so the timed request is the server's work, not a
-   held long poll), starts on its first
+1. **agents**: ``--agents`` simulated agents in this process (one asyncio loop; each
+   agent on its own keep-alive connection through a minimal HTTP/1.1 client,
+   ``benchmarks.load_http``, so that the generator's own work per sync stays small;
+   plain HTTP only, no TLS: the server is on loopback), each a node of
+   ``--gpus-per-agent`` GPUs with its own agent token, speaking the real sync protocol
+   (``scheduler.domain.sync``): node facts, a host and GPU sample per GPU, every
+   attempt it holds. Each syncs every ``--interval-s`` (a short poll, so the timed
+   request is the server's work, not a held long poll), starts on its first
    sync at a random moment of the interval, runs what the reply's ``run`` lists for
    a time drawn evenly between half and one and a half ``--job-s`` (``--fixed-job-s``:
    exactly ``--job-s``, so that jobs placed together end together, in waves that a real
@@ -24,14 +26,14 @@ names a server to create a fresh database on) and one ``corral server`` on it, t
    (``POST /api/v1/jobs/batch``), more than the cluster's GPUs, so the cycle places
    and the agents run them while a backlog waits for the whole run.
 4. **measure** for ``--duration`` seconds after a warm-up of one interval: every sync's
-   latency (send to parsed reply), the server process's CPU (``/proc/PID/stat``) and
-   RSS (``/proc/PID/status``, sampled each second), PostgreSQL's CPU (the postmaster
-   and its backends), and the scheduling cycle's duration from the server's
-   ``corral_cycle_duration_seconds`` histogram (``/metrics``, scraped at both ends of
-   the window: the mean, and p99 as the upper bound of its bucket); and from
-   ``corral_agent_sync_duration_seconds`` the server's own part of a sync (parsed
-   request to reply: what is left of the latency is HTTP, queueing for the server's
-   event loop, and the generator itself).
+   latency (from building the request to the parsed reply), the server process's CPU
+   (``/proc/PID/stat``) and RSS (``/proc/PID/status``, sampled each second),
+   PostgreSQL's CPU (the postmaster and its backends), and the scheduling cycle's
+   duration from the server's ``corral_cycle_duration_seconds`` histogram
+   (``/metrics``, scraped at both ends of the window: the mean, and p99 as the upper
+   bound of its bucket); and from ``corral_agent_sync_duration_seconds`` the server's
+   own part of a sync (parsed request to reply: what is left of the latency is HTTP,
+   queueing for the server's event loop, and the generator itself).
 
 Targets: sync p99 under 250 ms, the cycle under 1 s. The load generator, the server and
 PostgreSQL share this machine's CPUs (``os.cpu_count()`` is in the report): a sync's
@@ -51,6 +53,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import random
@@ -69,6 +72,7 @@ from prometheus_client.parser import text_string_to_metric_families
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a clean checkout
 
 from benchmarks.load_db import agent_tokens, job_counts, postgres, seed_history
+from benchmarks.load_http import AgentConnection, BadResponse, plain_http_address
 from scheduler.client import CorralError
 from scheduler.domain.spec import JobSpec, Resources
 from scheduler.domain.sync import (
@@ -89,7 +93,7 @@ TARGET_SYNC_P99_MS = 250.0
 TARGET_CYCLE_S = 1.0
 GPU_TYPE, GPU_MIB = "A100-80GB", 81_920
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-AGENTS_PER_CLIENT = 25
+SYNC_TIMEOUT_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,7 @@ class Sizes:
     duration_s: float
     job_s: float
     fixed_job_s: bool = False  # every job runs exactly job_s (else half to 1.5 times)
+    workers: int = 1  # the server's processes (corral server --workers)
 
 
 # -- simulated agents -------------------------------------------------------------------
@@ -193,25 +198,47 @@ class Recorder:
     latencies_s: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     synced: set[str] = field(default_factory=set)
+    lags_s: list[float] = field(default_factory=list)  # the generator's own event loop
+    gc_pauses_s: list[float] = field(default_factory=list)  # its full garbage collections
+    _gc_began: float = 0.0
+
+    def on_gc(self, phase: str, info: dict[str, int]) -> None:
+        """A ``gc.callbacks`` hook: times the generator's full (oldest generation) passes."""
+        if info.get("generation") != 2:
+            return
+        if phase == "start":
+            self._gc_began = time.monotonic()
+        elif self.measuring:
+            self.gc_pauses_s.append(time.monotonic() - self._gc_began)
+
+
+async def watch_lag(rec: Recorder, stop: asyncio.Event, every_s: float = 0.1) -> None:
+    """How late the generator's event loop wakes from a short sleep: a sync's latency
+    includes that much of the generator's own delay, which is not the server's."""
+    while not stop.is_set():
+        began = time.monotonic()
+        await asyncio.sleep(every_s)
+        if rec.measuring:
+            rec.lags_s.append(time.monotonic() - began - every_s)
 
 
 async def agent_loop(
-    agent: SimAgent, http: httpx.AsyncClient, sizes: Sizes, rec: Recorder, stop: asyncio.Event
+    agent: SimAgent, conn: AgentConnection, sizes: Sizes, rec: Recorder, stop: asyncio.Event
 ) -> None:
     """Sync every interval (the first at a random moment of it) until ``stop``."""
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), random.uniform(0, sizes.interval_s))
     while not stop.is_set():
         began = time.monotonic()
-        body = agent.request(began).model_dump(mode="json")
         try:
-            auth = {"Authorization": f"Bearer {agent.token}"} if agent.token else None
-            response = await http.post(SYNC_PATH, json=body, headers=auth)
-            response.raise_for_status()
-            reply = SyncReply.model_validate_json(response.content)
-        except (httpx.HTTPError, ValueError) as err:
+            async with asyncio.timeout(SYNC_TIMEOUT_S):
+                status, body = await conn.post(agent.request(began).model_dump_json().encode())
+            if not 200 <= status < 300:
+                raise BadResponse(f"HTTP {status}: {body[:200].decode(errors='replace')}")
+            reply = SyncReply.model_validate_json(body)
+        except (OSError, EOFError, ValueError, asyncio.LimitOverrunError) as err:
             if rec.measuring:
-                rec.errors.append(f"{type(err).__name__}: {err}"[:200])
+                rec.errors.append(f"{type(err).__name__}: {err}"[:300])
         else:
             if rec.measuring:
                 rec.latencies_s.append(time.monotonic() - began)
@@ -242,23 +269,28 @@ def cpu_since(before: dict[int, float], now: dict[int, float]) -> float:
 
 
 def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
     return 0.0
+
+
+def with_children(pid: int) -> list[int]:
+    """``pid`` and its child processes (a server's workers, PostgreSQL's backends)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                children.append(int(stat.parent.name))
+    return [pid, *children]
 
 
 def postgres_pids(data_dir: Path | None) -> list[int]:
     """The postmaster (from its pid file) and its children, the backends."""
     if data_dir is None or not (data_dir / "postmaster.pid").exists():
         return []
-    postmaster = int((data_dir / "postmaster.pid").read_text().split()[0])
-    children = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == postmaster:
-                children.append(int(stat.parent.name))
-    return [postmaster, *children]
+    return with_children(int((data_dir / "postmaster.pid").read_text().split()[0]))
 
 
 CYCLE, SYNC = "corral_cycle_duration_seconds", "corral_agent_sync_duration_seconds"
@@ -354,6 +386,7 @@ class AgentThread(threading.Thread):
         super().__init__(name="agents", daemon=True)
         self.cluster, self.sizes, self.rec = cluster, sizes, Recorder()
         self.tokens = tokens
+        self.address = plain_http_address(cluster.url)  # refuses https before any agent starts
         self.loop = asyncio.new_event_loop()
         self.stop_event: asyncio.Event | None = None
         self.failure: BaseException | None = None
@@ -371,27 +404,20 @@ class AgentThread(threading.Thread):
             SimAgent(name, sizes.gpus_per_agent, sizes.job_s, token, fixed=sizes.fixed_job_s)
             for name, token in self.tokens.items()
         ]
-        async with contextlib.AsyncExitStack() as stack:
-            clients = [
-                await stack.enter_async_context(self._client())
-                for _ in range(0, len(agents), AGENTS_PER_CLIENT)
-            ]
+        host, port = self.address
+        conns = [
+            AgentConnection(host, port, SYNC_PATH, a.token or self.cluster.token) for a in agents
+        ]
+        try:
             await asyncio.gather(
+                watch_lag(self.rec, self.stop_event),
                 *(
-                    agent_loop(a, clients[n // AGENTS_PER_CLIENT], sizes, self.rec, self.stop_event)
-                    for n, a in enumerate(agents)
-                )
+                    agent_loop(a, conn, sizes, self.rec, self.stop_event)
+                    for a, conn in zip(agents, conns, strict=True)
+                ),
             )
-
-    def _client(self) -> httpx.AsyncClient:
-        """One pool per ``AGENTS_PER_CLIENT`` agents: a pool looks over all its connections
-        for each request, so one pool of 1,000 costs the generator more than the server."""
-        size = AGENTS_PER_CLIENT
-        limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
-        headers = {"Authorization": f"Bearer {self.cluster.token}"}
-        return httpx.AsyncClient(
-            base_url=self.cluster.url, headers=headers, limits=limits, timeout=60
-        )
+        finally:
+            await asyncio.gather(*(conn.aclose() for conn in conns))
 
     def stop(self) -> None:
         if self.stop_event is not None:
@@ -404,20 +430,20 @@ def measure(
 ) -> dict[str, Any]:
     """The figures of one window of ``sizes.duration_s`` seconds."""
     assert cluster.server is not None
-    pid = cluster.server.popen.pid
+    server = with_children(cluster.server.popen.pid)  # with --workers: the workers too
     hist_before = histograms(cluster)
-    cpu_before, pg_before = cpu_s([pid]), cpu_s(postgres_pids(pg_dir))
+    cpu_before, pg_before = cpu_s(server), cpu_s(postgres_pids(pg_dir))
     gen_before = time.process_time()
     began = time.monotonic()
     agents.rec.measuring = True
-    rss = [rss_mib(pid)]
+    rss = [sum(map(rss_mib, server))]
     while time.monotonic() - began < sizes.duration_s:
         time.sleep(1.0)
-        rss.append(rss_mib(pid))
+        rss.append(sum(map(rss_mib, server)))
     agents.rec.measuring = False
     wall_s = time.monotonic() - began
     figures = {
-        "server_cpu_pct": 100 * cpu_since(cpu_before, cpu_s([pid])) / wall_s,
+        "server_cpu_pct": 100 * cpu_since(cpu_before, cpu_s(server)) / wall_s,
         "postgres_cpu_pct": 100 * cpu_since(pg_before, cpu_s(postgres_pids(pg_dir))) / wall_s,
         "generator_cpu_pct": 100 * (time.process_time() - gen_before) / wall_s,
         "server_rss_mib": rss[-1],
@@ -438,12 +464,15 @@ def sync_figures(rec: Recorder, window_s: float) -> dict[str, Any]:
         "sync_max_ms": max(ms) if ms else None,
         "sync_mean_ms": statistics.fmean(ms) if ms else None,
         "first_errors": rec.errors[:5],
+        "generator_lag_p99_ms": percentile([lag * 1000 for lag in rec.lags_s], 0.99),
+        "generator_gc_max_ms": max(rec.gc_pauses_s, default=0.0) * 1000,
     }
 
 
 def run(sizes: Sizes, workdir: Path, database_url: str | None) -> dict[str, Any]:
     with postgres(database_url) as (url, pg_dir):
-        args = ("--database-url", url, "--log-level", "warning", "--node-timeout-s", "60")
+        args: tuple[str, ...] = ("--database-url", url, "--log-level", "warning")
+        args += ("--node-timeout-s", "60", "--workers", str(sizes.workers))
         with LocalCluster(workdir, server_args=args) as cluster:
             cluster.start_server()
             db = Database(url)
@@ -472,6 +501,11 @@ def _drive(
     wait_for("every agent to register", registered, 60 + sizes.agents * 0.5)
     started = time.monotonic()
     seed_history(db, sizes.jobs - sizes.pending)
+    # what the seeding left alive stays out of the generator's collections, which
+    # otherwise scan it all on every full pass and stall the agents' event loop
+    gc.collect()
+    gc.freeze()
+    gc.callbacks.append(agents.rec.on_gc)
     history_s = time.monotonic() - started
     log(f"seeded {sizes.jobs - sizes.pending} finished jobs in {history_s:.0f}s")
     submit_pending(cluster, sizes.pending, sizes.gpus_per_agent)
@@ -506,6 +540,8 @@ ROWS = [
     ("server_rss_peak_mib", "server RSS, peak", "{:.0f} MiB"),
     ("postgres_cpu_pct", "PostgreSQL CPU", "{:.0f} %"),
     ("generator_cpu_pct", "load generator CPU (this process)", "{:.0f} %"),
+    ("generator_lag_p99_ms", "  its event loop's lag, p99", "{:.1f} ms"),
+    ("generator_gc_max_ms", "  its longest full collection", "{:.1f} ms"),
 ]
 
 
@@ -542,6 +578,9 @@ def parse_args(argv: list[str] | None) -> tuple[Sizes, argparse.Namespace]:
     parser.add_argument("--gpus-per-agent", type=int, default=2, help="GPUs per node [2]")
     parser.add_argument("--job-s", type=float, default=60.0, help="a pending job's mean run [60]")
     parser.add_argument("--fixed-job-s", action="store_true", help="every job runs exactly --job-s")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="server processes (corral server --workers) [1]"
+    )
     parser.add_argument("--database-url", help="a PostgreSQL server to create a database on")
     parser.add_argument("--json", type=Path, help="also write the report to this file")
     args = parser.parse_args(argv)
@@ -555,6 +594,7 @@ def parse_args(argv: list[str] | None) -> tuple[Sizes, argparse.Namespace]:
         duration_s=args.duration or (30.0 if quick else 120.0),
         job_s=args.job_s,
         fixed_job_s=args.fixed_job_s,
+        workers=args.workers,
     )
     if sizes.pending > sizes.jobs or min(sizes.agents, sizes.gpus_per_agent) < 1:
         parser.error("need --pending <= --jobs and at least one agent with one GPU")
