@@ -23,8 +23,14 @@ facts it reports, writes only the reports (``apply_reports``): on PostgreSQL in 
 own transaction, the node row locked without waiting for placements that refer to
 it; on SQLite in the group commit. Its readings wait likewise. Every other sync (a
 new or lost node, new facts) takes the write path above, node facts and readings
-included. A sync that changes a job is answered after its commit. Nothing of a node is
-kept in memory between syncs, so any server of several may answer the next one.
+included. A sync that changes a job is answered after its commit.
+
+Memos: the read of a quick sync is kept, per node, until the node's desired state
+changes (its Notifier event, which the other servers fire through the database) or
+``long_poll_s`` passes; the node's next syncs that report the same are answered from
+it on the event loop, without a thread or a statement (``services/sync_memo.py``).
+Nothing else of a node is kept between syncs, so any server of several may answer
+the next one.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from datetime import datetime, timedelta
 
 from scheduler.domain.sync import SyncReply, SyncRequest
 from scheduler.runtime import Runtime, kept_for
+from scheduler.services.sync_memo import SyncMemos
 from scheduler.store.agent_sync import (
     QuickSync,
     apply_reports,
@@ -207,10 +214,15 @@ class Readings:
 
 
 _readings: dict[int, Readings] = {}  # id(runtime) -> its readings
+_memos: dict[int, SyncMemos] = {}  # id(runtime) -> its nodes' last quick reads
 
 
 def _readings_of(rt: Runtime) -> Readings:
     return kept_for(_readings, rt, Readings)
+
+
+def _memos_of(rt: Runtime) -> SyncMemos:
+    return kept_for(_memos, rt, lambda: SyncMemos(rt.settings.long_poll_s))
 
 
 def flush_readings(rt: Runtime) -> None:
@@ -249,37 +261,51 @@ def _start_flusher(rt: Runtime) -> None:
 
 
 def _known(rt: Runtime, req: SyncRequest) -> SyncReply | QuickSync | None:
-    """The reply to a sync of a node that is up with the facts it reports, or None.
+    """What a read tells of a sync of a node that is up with the facts it reports.
 
-    Read first; a sync that changes nothing is answered from the read. On PostgreSQL
-    one that has reports to apply writes them (``apply_reports``) and is answered after
-    the commit; on SQLite it goes to the group commit with what the read found (the
-    QuickSync). None: the node is new, lost or reports new facts."""
+    Read first; a sync that changes nothing is answered from the read: the QuickSync,
+    with its reply. On PostgreSQL one that has reports to apply writes them
+    (``apply_reports``) and its reply comes after the commit; on SQLite it goes to the
+    group commit with what the read found (a QuickSync without a reply). None: the
+    node is new, lost or reports new facts."""
     s = rt.settings
     with rt.db.read() as session:
         quick = quick_sync(session, req, s.checkpoints, s.agent_sync_interval_s, s.node_timeout_s)
-    if quick is None:
+    if quick is None or quick.reply is not None or rt.db.is_sqlite:
+        return quick
+    with rt.db.write() as session:
+        applied = apply_reports(
+            session, req, quick.node_id, utcnow(), s.retry, s.checkpoints,
+            s.agent_sync_interval_s, s.node_timeout_s,
+        )  # fmt: skip
+    if applied is None:
         return None
-    reply = quick.reply
-    if reply is None:
-        if rt.db.is_sqlite:
-            return quick
-        with rt.db.write() as session:
-            applied = apply_reports(
-                session, req, quick.node_id, utcnow(), s.retry, s.checkpoints,
-                s.agent_sync_interval_s, s.node_timeout_s,
-            )  # fmt: skip
-        if applied is None:
-            return None
-        reply, effects = applied
-        rt.notifier.notify(effects)
+    reply, effects = applied
+    rt.notifier.notify(effects)
     _readings_of(rt).add(quick, req, utcnow())
     return reply
 
 
-async def _apply_and_read(rt: Runtime, req: SyncRequest) -> SyncReply:
+def _answered(rt: Runtime, req: SyncRequest, quick: QuickSync) -> SyncReply:
+    """The reply of a sync that changes nothing; its readings wait for the flush."""
+    assert quick.reply is not None
+    _readings_of(rt).add(quick, req, utcnow())
+    _start_flusher(rt)
+    return quick.reply
+
+
+async def _apply_and_read(rt: Runtime, req: SyncRequest, changed: asyncio.Event) -> SyncReply:
+    memos = _memos_of(rt)
+    kept = memos.answer(req)
+    if kept is not None:  # nothing of the node changed since a read that answers this
+        return _answered(rt, req, kept)
+    read_at = time.monotonic()
     loop = asyncio.get_running_loop()
     known = await loop.run_in_executor(_SYNC_POOL, _known, rt, req)
+    if isinstance(known, QuickSync) and known.reply is not None:
+        memos.keep(req, known, changed, read_at)
+        return _answered(rt, req, known)
+    memos.forget(req.node.name)
     if isinstance(known, SyncReply):
         _start_flusher(rt)
         return known
@@ -310,7 +336,7 @@ def _read(rt: Runtime, req: SyncRequest) -> SyncReply:
 async def sync(rt: Runtime, req: SyncRequest) -> SyncReply:
     event = rt.notifier.node_event(req.node.name)
     started = time.perf_counter()
-    reply = await _apply_and_read(rt, req)
+    reply = await _apply_and_read(rt, req, event)
     rt.metrics.sync_duration.observe(time.perf_counter() - started)
     wait_s = min(req.wait_s, rt.settings.long_poll_s, rt.settings.node_timeout_s / 2)
     if wait_s <= 0 or needs_action(req, reply):

@@ -434,6 +434,19 @@ class QuickSync:
     gpu_ids: dict[int, int]  # GPU index -> GPU id, for the readings
     last_sample_at: datetime | None
     reply: SyncReply | None
+    parts: tuple[LivePart, ...] = ()  # the node's live parts as read
+
+    def answers(self, req: SyncRequest, read: SyncRequest) -> bool:
+        """Whether ``req`` would read as ``read`` (the sync this was read for) did while
+        nothing changed in the database since: the same node facts, GPU health and
+        reported attempts, nothing to apply. Then ``reply`` is its reply too."""
+        return (
+            self.reply is not None
+            and req.node == read.node
+            and _health(req) == _health(read)
+            and [r.attempt_id for r in req.attempts] == [r.attempt_id for r in read.attempts]
+            and _nothing_to_apply(list(self.parts), req.attempts)
+        )
 
 
 def quick_sync(
@@ -469,10 +482,10 @@ def quick_sync(
         return None
     parts = live_part_rows(session, node_id)
     if not _nothing_to_apply(parts, req.attempts):
-        return QuickSync(node_id, gpu_ids, last_sample_at, None)
+        return QuickSync(node_id, gpu_ids, last_sample_at, None, tuple(parts))
     shown = "drained" if drained else state
     reply = _reply(session, node_id, shown, parts, req, checkpoints, interval_s, node_timeout_s)
-    return QuickSync(node_id, gpu_ids, last_sample_at, reply)
+    return QuickSync(node_id, gpu_ids, last_sample_at, reply, tuple(parts))
 
 
 def apply_reports(
@@ -520,6 +533,10 @@ def _same_gpus(rows: Sequence[Sequence[Any]], req: SyncRequest) -> dict[int, int
     if any(healthy.get(s.index, s.healthy) != s.healthy for s in req.gpu_samples):
         return None
     return {index: gpu_id for gpu_id, index, *_ in rows}
+
+
+def _health(req: SyncRequest) -> dict[int, bool]:
+    return {sample.index: sample.healthy for sample in req.gpu_samples}
 
 
 def _nothing_to_apply(parts: list[LivePart], reports: list[AttemptReport]) -> bool:

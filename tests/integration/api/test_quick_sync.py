@@ -4,13 +4,14 @@ of several answers the same (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from scheduler.api import deps
 from scheduler.api.app import create_app
@@ -200,3 +201,47 @@ def test_a_known_node_with_or_without_gpus_is_read_in_one_go(api: Api, gpus: int
     other = SyncRequest(node=node_facts(f"quick-{gpus}", gpus + 1))  # new facts: not quick
     with api.rt.db.read() as session:
         assert quick_sync(session, other, s.checkpoints, s.agent_sync_interval_s) is None
+
+
+def statements_during(api: Api, call: Callable[[], object]) -> list[str]:
+    """The SQL ``call`` sends to the database."""
+    seen: list[str] = []
+
+    def capture(_conn: Any, _cursor: Any, sql: str, *_: Any) -> None:
+        seen.append(sql)
+
+    for engine in {api.rt.db.engine.engine, api.rt.db.read_engine.engine}:
+        event.listen(engine, "before_cursor_execute", capture)
+    try:
+        call()
+    finally:
+        for engine in {api.rt.db.engine.engine, api.rt.db.read_engine.engine}:
+            event.remove(engine, "before_cursor_execute", capture)
+    return seen
+
+
+def test_a_repeated_sync_of_an_unchanged_node_is_answered_from_memory(
+    api: Api, no_timer: None
+) -> None:
+    attempt_id = running_on_n1(api)
+    body = sync_body(NODE, report(attempt_id))
+    api.ok("POST", SYNC, json=body)  # the start's wake-up may reach the node after this read
+    first = api.ok("POST", SYNC, json=body)
+    replies: list[object] = []
+    sent = statements_during(api, lambda: replies.append(api.ok("POST", SYNC, json=body)))
+    # (the admin token the harness syncs with is looked up on every call; an agent's is kept)
+    assert not [sql for sql in sent if "nodes" in sql or "attempt_parts" in sql]
+    assert sent and all("tokens" in sql or "queue" in sql or sql == "BEGIN" for sql in sent)
+    assert replies == [first]
+    agents.flush_readings(api.rt)  # its readings were kept all the same
+    assert node_row(api).last_seen_at is not None
+
+
+def test_a_placement_on_the_node_ends_its_memo(api: Api, no_timer: None) -> None:
+    attempt_id = running_on_n1(api)
+    body = sync_body(NODE, report(attempt_id))
+    assert len(SyncReply.model_validate(api.ok("POST", SYNC, json=body)).run) == 1
+    api.submit()
+    api.cycle()  # the second GPU: the node's event fires
+    reply = SyncReply.model_validate(api.ok("POST", SYNC, json=body))
+    assert len(reply.run) == 2
