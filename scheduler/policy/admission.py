@@ -31,7 +31,7 @@ from typing import cast
 
 from scheduler.domain.decisions import Wait, WaitReason
 from scheduler.domain.snapshot import PendingJob
-from scheduler.policy.context import Context, QueueState
+from scheduler.policy.context import Context, QueueState, judges_by_kind
 from scheduler.policy.explain import make_wait
 from scheduler.policy.fairshare import guarantee, type_quota
 
@@ -44,6 +44,7 @@ _Entry = tuple[QueueState, "QueueState | None", int, int, _Verdict]
 _Memo = dict[tuple[str, int, str | None, bool], _Entry]
 
 
+@judges_by_kind  # (queue, GPUs, type, preemptible) and the holdings: see ``_Memo``
 def quota(ctx: Context, job: PendingJob) -> Wait | None:
     """The first quota rule ``job`` would break if placed now (see module), else None.
 

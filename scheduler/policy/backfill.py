@@ -52,7 +52,7 @@ from dataclasses import dataclass
 
 from scheduler.domain.decisions import Decisions, Placement, Wait, WaitReason
 from scheduler.domain.snapshot import GpuRef, PendingJob
-from scheduler.policy.context import Admission, Context, Place
+from scheduler.policy.context import Admission, Context, Place, by_kind
 from scheduler.policy.explain import (
     Shape,
     WaitList,
@@ -134,53 +134,92 @@ class _Backfill:
         self._blockers: dict[tuple[Shape, int], Reservation | None] = {}
         self._own_blockers: dict[tuple[Shape, str], Reservation | None] = {}
         self._keys: dict[Hashable, int] = {}  # wait keys (see ``_key``)
+        self._changes = 0  # failures recorded (``failed`` and ``_unreservable`` sets)
 
     def walk(self, ordered: Sequence[PendingJob], admit: Admission) -> WaitList:
-        """The pass: every job in order starts, reserves, or waits (see the module)."""
+        """The pass: every job in order starts, reserves, or waits (see the module).
+
+        An admitted job's outcome follows from its kind (queue, request, preemptible,
+        time limit) and the pass's state, which changes only when a job starts, reserves,
+        or records a failure or a new wait key (``_state``). So once a job of a kind waited
+        without changing it, the next jobs of that kind wait with the same key, until the
+        state changes: a backlog of thousands of jobs of a few dozen kinds is judged a few
+        dozen times (``outcome``), each other job is one lookup.
+        """
         ctx, now, waits = self.ctx, self.now, WaitList()
-        add, failed, queues, keys = waits.add, self._failed, self._queues, self._keys
-        own_failed, inf, isinf = self._own_failed, math.inf, math.isinf
+        add = waits.add
         add_job, add_wait, add_key = waits.appenders()  # ``add(job, None, key)``, inline
+        known: dict[tuple[object, ...], int] = {}  # kind -> its wait key, in this state
+        admitted = by_kind(admit)  # a kind in ``known`` is admitted too (no charge since)
         for job in ordered:  # the hot loop: 50,000 jobs
             if job.not_before is not None and job.not_before > now:
                 add(job, backoff_wait(job, now))
                 continue
-            wait = admit(ctx, job)
-            if wait is not None:
-                add(job, wait)
+            request = job.request
+            kind = (
+                job.queue,
+                request.gpus,
+                request.nodes,
+                request.gpu_type,
+                request.gpu_memory_mib,
+                job.preemptible,
+                job.time_limit_s,
+            )
+            key = known.get(kind) if admitted else None
+            if key is None:
+                wait = admit(ctx, job)
+                if wait is not None:
+                    add(job, wait)
+                    continue
+                key = known.get(kind)
+            if key is not None:  # the common case: it waits as the last one of its kind
+                add_job(job)
+                add_wait(None)
+                add_key(key)
                 continue
-            request = job.request  # ``shape_of``, inline
-            shape = (request.gpus, request.nodes, request.gpu_type, request.gpu_memory_mib)
-            if job.preemptible and job.queue in queues:
-                if shape in failed[self._due]:
-                    key = keys.get(shape)  # the common case, inline: it waits as others did
-                    if key is not None:
-                        add_job(job)
-                        add_wait(None)
-                        add_key(key)
-                        continue
-                # the next most common, inline: what ``start`` does for a job that may
-                # not use its queue's reservation and whose shape failed beside it
-                reservation = queues[job.queue]
-                limit, at = job.time_limit_s, reservation.reserved_at
-                ends = inf if limit is None else now + limit
-                if (
-                    reservation.job_id != job.job_id
-                    and ends > (-inf if isinf(at) else at)  # ``allows_until``, inline
-                    and shape in own_failed[job.queue]
-                ):
-                    key = keys.get(("own", shape, job.queue))
-                    if key is not None:
-                        add_job(job)
-                        add_wait(None)
-                        add_key(key)
-                        continue
-            key = self.start(job, shape)
+            state = self._state()
+            key = self.outcome(job)
             if key is None:
                 ctx.charge(job)
+                known.clear()
+                continue
+            add(job, None, key)
+            if self._state() == state:
+                known[kind] = key
             else:
-                add(job, None, key)
+                known.clear()
         return waits
+
+    def _state(self) -> tuple[int, int, int, int]:
+        """What changes whenever the pass's state does (see ``walk``): placements,
+        reservations, wait keys and recorded failures, by count."""
+        return len(self.placements), len(self.reservations), len(self._keys), self._changes
+
+    def outcome(self, job: PendingJob) -> int | None:
+        """Start, reserve for, or key the wait of an admitted job: None when it starts,
+        else its wait key (``start``), with the shortcuts of the two common waits."""
+        request = job.request  # ``shape_of``, inline
+        shape = (request.gpus, request.nodes, request.gpu_type, request.gpu_memory_mib)
+        queues, keys = self._queues, self._keys
+        if job.preemptible and job.queue in queues:
+            if shape in self._failed[self._due]:
+                key = keys.get(shape)  # it waits as others did
+                if key is not None:
+                    return key
+            # what ``start`` does for a job that may not use its queue's reservation and
+            # whose shape failed beside it
+            reservation = queues[job.queue]
+            limit, at = job.time_limit_s, reservation.reserved_at
+            ends = math.inf if limit is None else self.now + limit
+            if (
+                reservation.job_id != job.job_id
+                and ends > (-math.inf if math.isinf(at) else at)  # ``allows_until``, inline
+                and shape in self._own_failed[job.queue]
+            ):
+                key = keys.get(("own", shape, job.queue))
+                if key is not None:
+                    return key
+        return self.start(job, shape)
 
     def start(self, job: PendingJob, shape: Shape) -> int | None:
         """Place an admitted job, or reserve for it. None when it starts now, else the key
@@ -195,6 +234,7 @@ class _Backfill:
                 self._take(placement, job)
                 return None
             failed.add(shape)
+            self._changes += 1
         fresh = job.queue not in self._queues and shape not in self._unreservable
         if fresh and self._reserve(job, shape):
             return self._key(("holds", job.job_id))
@@ -276,6 +316,7 @@ class _Backfill:
         slot = timeline.earliest(job.request, job.queue)
         if slot is None:
             self._unreservable.add(shape)
+            self._changes += 1
             return False
         occupiers = timeline.occupiers(slot.gpus, job.queue)
         reservation = Reservation(job.job_id, job.queue, slot.gpus, slot.at, occupiers)

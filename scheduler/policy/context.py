@@ -34,7 +34,6 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from itertools import chain, repeat
 from operator import attrgetter
 from typing import Protocol
 
@@ -45,6 +44,7 @@ from scheduler.domain.snapshot import (
     PendingJob,
     QueueView,
     ResourceRequest,
+    RunningJob,
     Snapshot,
 )
 from scheduler.policy.fairshare import fair_shares
@@ -136,14 +136,14 @@ def make_context(snapshot: Snapshot, params: PolicyParams | None = None) -> Cont
     gpu_types = shape.gpu_types
     params = params or PolicyParams()
     ctx = Context(snapshot, params, queues, shape.capacity, gpu_types=gpu_types)
-    type_of = gpu_types.get
-    held = Counter(  # GPUs by (queue, type), looked up and counted in C: one charge per pair
-        chain.from_iterable(
-            zip(repeat(running.queue), map(type_of, map(_gpu_key, running.gpus)))
-            for running in snapshot.running
-            if not running.stopping
-        )
-    )
+    held: dict[tuple[str, str | None], int] = {}  # GPUs by (queue, type): one charge a pair
+    for running in snapshot.running:
+        if running.stopping:
+            continue
+        queue = running.queue
+        for gpu_type, gpus in _types_held(running, gpu_types):
+            key = (queue, gpu_type)
+            held[key] = held.get(key, 0) + gpus
     for (queue, gpu_type), gpus in held.items():
         _add_held(ctx, queue, gpus, gpu_type)
     pending: dict[str, int] = {}  # summed locally: 50,000 jobs, a few dozen queues
@@ -157,6 +157,27 @@ def make_context(snapshot: Snapshot, params: PolicyParams | None = None) -> Cont
     for name, share in fair_shares(views, demand, ctx.capacity).items():
         ctx.queue(name).fair_share = share
     return ctx
+
+
+_TypesHeld = tuple[tuple[str | None, int], ...]
+_TYPES_HELD: dict[int, tuple[RunningJob, dict[tuple[str, int], str], _TypesHeld]] = {}
+TYPES_HELD_KEPT = 16_384  # attempts whose GPU types are remembered
+
+
+def _types_held(running: RunningJob, gpu_types: dict[tuple[str, int], str]) -> _TypesHeld:
+    """How many GPUs of each type (None: a GPU the nodes do not show) the attempt holds,
+    types in the order of its GPUs. Remembered by attempt view and by the nodes' shape
+    (whose ``gpu_types`` it reads), both kept with the answer so that their ids stay
+    theirs: the simulator keeps an attempt's view between checkpoints; a server's fresh
+    views are only missed. At most ``TYPES_HELD_KEPT``; past that the oldest go."""
+    known = _TYPES_HELD.get(id(running))
+    if known is not None and known[0] is running and known[1] is gpu_types:
+        return known[2]
+    found = tuple(Counter(map(gpu_types.get, map(_gpu_key, running.gpus))).items())
+    if len(_TYPES_HELD) >= TYPES_HELD_KEPT:
+        _TYPES_HELD.pop(next(iter(_TYPES_HELD)))
+    _TYPES_HELD[id(running)] = (running, gpu_types, found)
+    return found
 
 
 def gpu_types_of(nodes: Iterable[NodeView]) -> dict[tuple[str, int], str]:
@@ -178,6 +199,24 @@ def _add_held(ctx: Context, queue: str, gpus: int, gpu_type: str | None = None) 
 
 Ordering = Callable[[Context], list[PendingJob]]
 Admission = Callable[[Context, PendingJob], Wait | None]
+
+_BY_KIND: set[Admission] = set()
+
+
+def judges_by_kind(admit: Admission) -> Admission:
+    """Mark an admission whose verdict on a job follows from the job's queue, request,
+    preemptible flag and time limit and from what the queues hold, which only
+    ``Context.charge`` changes. A pass may then take an admitted job's verdict for the
+    next job of its kind until the next charge (``backfill.walk``)."""
+    _BY_KIND.add(admit)
+    return admit
+
+
+def by_kind(admit: Admission) -> bool:
+    """Whether ``admit`` was marked with ``judges_by_kind``."""
+    return admit in _BY_KIND
+
+
 Place = Callable[[PendingJob, Pool], Placement | None]
 Pass = Callable[[Context, Sequence[PendingJob], Place, Admission], Decisions]
 Preempt = Callable[[Context, Decisions, Place], tuple[Preemption, ...]]

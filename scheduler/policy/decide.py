@@ -31,6 +31,7 @@ from scheduler.policy.context import (
     Place,
     PolicyParams,
     Preempt,
+    judges_by_kind,
     make_context,
 )
 from scheduler.policy.explain import (
@@ -44,6 +45,7 @@ from scheduler.policy.explain import (
 from scheduler.policy.pool import FreePool
 
 
+@judges_by_kind
 def admit_all(ctx: Context, job: PendingJob) -> Wait | None:
     """No quota rule: every job may start if it fits."""
     return None

@@ -92,13 +92,38 @@ def _water_level(
     points = sorted(
         {0.0} | {v / _weight(c) for c in claims for v in (floors[c.name], caps[c.name])}
     )
-    filled = [_filled(claims, floors, caps, p) for p in points]
+    filled = _Filled(claims, floors, caps, points)
     upper = min(bisect_left(filled, capacity), len(points) - 1)
     if upper == 0 or filled[upper] <= filled[upper - 1]:
         return points[upper]
     low, high = points[upper - 1], points[upper]
     fraction = (capacity - filled[upper - 1]) / (filled[upper] - filled[upper - 1])
     return low + fraction * (high - low)
+
+
+class _Filled(Sequence[float]):
+    """The filled total at each breakpoint, worked out only where a binary search looks
+    (a few of them, not all): the same sums in the same order, so the same floats.
+    Nondecreasing: each share is, and rounding keeps a sum of nondecreasing terms so."""
+
+    def __init__(
+        self,
+        claims: Sequence[Claim],
+        floors: Mapping[str, float],
+        caps: Mapping[str, float],
+        points: Sequence[float],
+    ) -> None:
+        self._args, self._points = (claims, floors, caps), points
+        self._known: dict[int, float] = {}
+
+    def __len__(self) -> int:
+        return len(self._points)
+
+    def __getitem__(self, i: int) -> float:  # type: ignore[override]
+        found = self._known.get(i)
+        if found is None:
+            found = self._known[i] = _filled(*self._args, self._points[i])
+        return found
 
 
 def _weight(claim: Claim) -> float:

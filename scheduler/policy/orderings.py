@@ -35,8 +35,8 @@ import math
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from itertools import accumulate
-from operator import attrgetter
+from itertools import accumulate, repeat
+from operator import attrgetter, mul, sub, truediv
 
 from scheduler.domain.snapshot import PendingJob
 from scheduler.policy.context import Context, QueueState
@@ -201,6 +201,7 @@ class _Lane:
 
 
 LaneScore = Callable[[QueueState, Context], tuple[float, float]]  # (base, scale)
+_gpus, _nodes = attrgetter("request.gpus"), attrgetter("request.nodes")
 
 
 def _deficit_score(state: QueueState, ctx: Context) -> tuple[float, float]:
@@ -243,7 +244,7 @@ def _progressive(
     members: dict[str, list[_Lane]] = {}
     for name, queue_jobs in by_queue.items():
         state = ctx.queue(name)
-        gpus = [job.request.gpus * job.request.nodes for job in queue_jobs]
+        gpus = list(map(mul, map(_gpus, queue_jobs), map(_nodes, queue_jobs)))  # in C
         lane = _lane(state, (queue_jobs, gpus), ctx, score)
         parent = state.view.parent
         if parent is not None and parent in ctx.queues and parent not in by_queue:
@@ -254,7 +255,7 @@ def _progressive(
         state = ctx.queues[org]
         usage = max(state.view.usage_gpu_s, sum(c.usage for c in children))
         top.append(_lane(state, _merge(children), ctx, score, usage))
-    return _merge(top)[0]
+    return _merge(top, with_gpus=False)[0]
 
 
 def _lane(
@@ -269,16 +270,22 @@ def _lane(
     return _Lane(state.view.name, usage, float(state.held), base, scale, *run)
 
 
-def _merge(lanes: Sequence[_Lane]) -> tuple[list[PendingJob], list[int]]:
-    """All jobs of ``lanes`` (and their GPUs) by head key, lane (usage, name), position."""
+def _merge(lanes: Sequence[_Lane], *, with_gpus: bool = True) -> tuple[list[PendingJob], list[int]]:
+    """All jobs of ``lanes`` (and their GPUs, unless not ``with_gpus``) by head key, lane
+    (usage, name), position. Per job, only C loops (``map``): the same float operations
+    as ``(held - base) / scale``, so the same keys."""
     jobs: list[PendingJob] = []
     gpus: list[int] = []
     keys: list[float] = []
     for lane in sorted(lanes, key=lambda lane: (lane.usage, lane.name)):
+        if not lane.jobs:
+            continue
         base, scale = lane.base, lane.scale
-        held = accumulate(lane.gpus, initial=lane.held)  # before each job, and after all
-        keys.extend([(h - base) / scale for h in held][:-1])
+        held = accumulate(lane.gpus[:-1], initial=lane.held)  # before each job
+        keys.extend(map(truediv, map(sub, held, repeat(base)), repeat(scale)))
         jobs.extend(lane.jobs)
         gpus.extend(lane.gpus)
     order = sorted(range(len(jobs)), key=keys.__getitem__)  # stable
-    return [jobs[i] for i in order], [gpus[i] for i in order]
+    if not with_gpus:
+        return list(map(jobs.__getitem__, order)), []
+    return list(map(jobs.__getitem__, order)), list(map(gpus.__getitem__, order))

@@ -33,7 +33,7 @@ from operator import and_, attrgetter, is_, not_
 
 from scheduler.domain.decisions import Placement
 from scheduler.domain.snapshot import GpuRef, NodeView, ResourceRequest
-from scheduler.policy.shape import Match, shape_of
+from scheduler.policy.shape import NODE_KEYS, Match, shape_of
 
 
 def match_of(request: ResourceRequest) -> Match:
@@ -110,14 +110,29 @@ _NONE: frozenset[int] = frozenset()
 _index, _holder, _healthy = attrgetter("index"), attrgetter("allocated_to"), attrgetter("healthy")
 
 
+_FREE_AND_HELD: dict[int, tuple[NodeView, tuple[frozenset[int], frozenset[int]]]] = {}
+
+
 def _free_and_held(view: NodeView) -> tuple[frozenset[int], frozenset[int]]:
     """The node's healthy unallocated GPU indices, and its allocated ones, sorted out in C
-    (a cycle does it for every node)."""
+    (a cycle does it for every node).
+
+    Remembered by view (an immutable object, kept in the memo so that its id is not
+    reused meanwhile), like ``shape``'s node keys: the simulator keeps the view of a node
+    whose GPUs did not change, a server's fresh views are only missed. At most
+    ``NODE_KEYS`` views; past that the oldest go."""
+    known = _FREE_AND_HELD.get(id(view))
+    if known is not None and known[0] is view:
+        return known[1]
     gpus = view.gpus
     indices = list(map(_index, gpus))
     unheld = list(map(is_, map(_holder, gpus), repeat(None)))
     free = frozenset(compress(indices, map(and_, map(_healthy, gpus), unheld)))
-    return free, frozenset(compress(indices, map(not_, unheld)))
+    found = free, frozenset(compress(indices, map(not_, unheld)))
+    if len(_FREE_AND_HELD) >= NODE_KEYS:
+        _FREE_AND_HELD.pop(next(iter(_FREE_AND_HELD)))
+    _FREE_AND_HELD[id(view)] = (view, found)
+    return found
 
 
 @dataclass(slots=True)

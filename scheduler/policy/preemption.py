@@ -43,22 +43,22 @@ to return queue prod its guarantee of 4 GPUs for job 42".
 
 from __future__ import annotations
 
-import heapq
 import math
 from bisect import bisect_right
-from collections.abc import Callable, Hashable, Iterable, Sequence
-from operator import attrgetter, itemgetter
-from typing import NamedTuple, Protocol, cast
+from collections.abc import Hashable, Iterable, Sequence
+from operator import itemgetter
+from typing import Protocol, cast
 
 from scheduler.domain.decisions import Decisions, Placement, Preemption, WaitReason
-from scheduler.domain.snapshot import GpuRef, PendingJob, RunningJob
+from scheduler.domain.snapshot import GpuRef, PendingJob, ResourceRequest, RunningJob
 from scheduler.policy.context import Context, Place, Pool
 from scheduler.policy.fairshare import guarantee
-from scheduler.policy.holdings import EPSILON, Ledger, Occupancy, by_node, may_be_owed
+from scheduler.policy.holdings import EPSILON, Ledger, Occupancy, may_be_owed
 from scheduler.policy.pool import FreePool
+from scheduler.policy.victims import CanGive, _allocated, _eligible_victims, _Search, _Victim
 
 RECLAIMABLE_WAITS = frozenset({WaitReason.INSUFFICIENT_GPUS, WaitReason.RESERVED})
-_gpu_key = attrgetter("node", "index")  # a GpuRef as a plain (node, index) tuple
+_first = itemgetter(0)
 
 
 class Reservation(Protocol):
@@ -113,20 +113,7 @@ def _reclaim(
         return ()
     pending = {job.job_id: job for job in ctx.snapshot.pending}
     run = _Run(ctx, decisions, place, reservations, pending)
-    hopeless: set[str] = set()  # queues owed not even one GPU, until the ledger changes
-    for wait in decisions.waits:
-        if wait.reason not in RECLAIMABLE_WAITS:
-            continue
-        job = pending.get(wait.job_id)
-        if job is None or job.queue in hopeless:
-            continue
-        if run.ledger.owed(job):
-            booked = len(run.booked)
-            run.reclaim_for(job)
-            if len(run.booked) != booked:  # GPUs moved: every queue's standing may change
-                hopeless.clear()
-        elif not run.ledger.may_owe(job.queue):
-            hopeless.add(job.queue)
+    _return_guarantees(run, decisions, pending)
     if serve:
         _serve(run, decisions, pending)
     if not due:
@@ -139,6 +126,53 @@ def _reclaim(
         if due and job is not None and waits.get(job.job_id) in RECLAIMABLE_WAITS:
             run.free_reservation(job, reservation)
     return tuple(run.preemptions)
+
+
+def _return_guarantees(run: _Run, decisions: Decisions, pending: dict[int, PendingJob]) -> None:
+    """``reclaim_for`` every job waiting for GPUs, in the order of the waits, whose queue
+    is owed them.
+
+    Until GPUs move (a booking), the outcome for a job depends only on its kind: queue,
+    request, preemptible, time limit (what ``owed`` and ``_forbidden`` read), unless it
+    holds a reservation (``_forbidden`` leaves it its own). A job that changed nothing
+    tells that the next jobs of its kind change nothing either, so they are skipped:
+    thousands of waiting jobs of a few kinds cost a few searches and a lookup each.
+    """
+    hopeless: set[str] = set()  # queues owed not even one GPU, until the ledger changes
+    inert: set[tuple[object, ...]] = set()  # kinds that changed nothing, until a booking
+    holders = run.holders
+    insufficient, reserved = WaitReason.INSUFFICIENT_GPUS, WaitReason.RESERVED
+    for wait in decisions.waits:
+        reason = wait.reason  # ``in RECLAIMABLE_WAITS``, by identity (an enum)
+        if reason is not insufficient and reason is not reserved:
+            continue
+        job = pending.get(wait.job_id)
+        if job is None or job.queue in hopeless:
+            continue
+        request = job.request
+        kind = (
+            job.queue,
+            request.gpus,
+            request.nodes,
+            request.gpu_type,
+            request.gpu_memory_mib,
+            job.preemptible,
+            job.time_limit_s,
+        )
+        if kind in inert:
+            continue
+        if run.owed(job):
+            booked = len(run.booked)
+            run.reclaim_for(job)
+            if len(run.booked) != booked:  # GPUs moved: every queue's standing may change
+                hopeless.clear()
+                inert.clear()
+                continue
+        elif not run.may_owe(job.queue):
+            hopeless.add(job.queue)
+            continue
+        if job.job_id not in holders:
+            inert.add(kind)
 
 
 def band(ctx: Context, attained_gpu_s: float) -> int:
@@ -197,60 +231,11 @@ def _future_pool(ctx: Context, decisions: Decisions) -> Pool:
     return future
 
 
-def _allocated(ctx: Context) -> set[tuple[str, int]]:
-    """The GPUs the snapshot shows allocated, as (node, index): the only ones a what-if
-    may release. Plain tuples: they hash in C, ``GpuRef`` in Python. Once per context."""
-    found = cast("set[tuple[str, int]] | None", ctx.extra.get("reclaim_allocated"))
-    if found is None:
-        found = ctx.extra["reclaim_allocated"] = {
-            (n.name, g.index)
-            for n in ctx.snapshot.nodes
-            for g in n.gpus
-            if g.allocated_to is not None
-        }
-    return found
-
-
-class _Victim(NamedTuple):  # a tuple: made for every settled attempt, every cycle
-    running: RunningJob
-    key: tuple[float, float, int]  # lower priority, less work lost, lower attempt id
-
-
-_victim_order = itemgetter(1)  # ``_Victim.key``
-
-
-def _eligible_victims(ctx: Context) -> dict[str, list[_Victim]]:
-    """Preemptible, settled, not stopping attempts with GPUs, by queue, in victim order.
-
-    An attempt whose GPUs the snapshot does not show allocated is left alone (a stale
-    view: releasing them in a what-if would free GPUs that are not its).
-    """
-    now, min_runtime_s = ctx.snapshot.now, ctx.params.min_runtime_s
-    shown = _allocated(ctx).__contains__
-    by_queue: dict[str, list[_Victim]] = {}
-    for running in ctx.snapshot.running:  # ~300 a cycle: the cheap tests first, inline
-        if running.stopping or not running.preemptible:
-            continue
-        started, gpus = running.started_at, running.gpus
-        if not gpus or now - started < min_runtime_s:
-            continue
-        if not all(map(shown, map(_gpu_key, gpus))):  # checked in C
-            continue
-        checkpoint = running.last_checkpoint_at  # since: the later of the two, as ``max``
-        since = checkpoint if checkpoint and checkpoint > started else started
-        lost = now - since
-        lost_gpu_s = (lost if lost > 0.0 else 0.0) * len(gpus)
-        key = (float(running.priority), lost_gpu_s, running.attempt_id)
-        victims = by_queue.get(running.queue)
-        if victims is None:
-            victims = by_queue[running.queue] = []
-        victims.append(_Victim(running, key))
-    for victims in by_queue.values():
-        victims.sort(key=_victim_order)
-    return by_queue
-
-
-CanGive = Callable[[Ledger, RunningJob], bool]
+def _failure_key(rule: Hashable, reserved: tuple[int, ...], request: ResourceRequest) -> Hashable:
+    """What a search that found nothing depends on (``_Run._free_for``); the request as a
+    plain tuple (equal exactly when the requests are), which hashes in C."""
+    shape = (request.gpus, request.nodes, request.gpu_type, request.gpu_memory_mib)
+    return (rule, reserved, shape)
 
 
 class _Run:
@@ -280,6 +265,13 @@ class _Run:
         # until the next booking changes the pool, the ledger or the victims left
         self.failed: set[Hashable] = set()
         self._off: dict[tuple[int, ...], set[GpuRef]] = {}  # ``_forbidden``, by reservations
+        # ``_forbidden``'s answer by what it depends on (see ``_forbidden_key``)
+        self._forbidden_memo: dict[Hashable, tuple[tuple[int, ...], set[GpuRef]]] = {}
+        self.holders = {reservation.job_id for reservation in reservations}
+        # ``ledger.owed`` and ``ledger.may_owe`` answers, valid until the ledger changes
+        # (``_commit`` clears them): thousands of waiting jobs of a few kinds ask
+        self._owed: dict[Hashable, bool] = {}
+        self._rank: dict[int, int] | None = None  # ``id(victim)`` -> its place in its queue
 
     @property
     def future(self) -> Pool:
@@ -317,7 +309,26 @@ class _Run:
                         self._on_node.setdefault(node, []).append(victim)
         return self._on_node
 
+    def owed(self, job: PendingJob) -> bool:
+        """``ledger.owed(job)``, once per queue, GPUs and type while the ledger holds."""
+        request = job.request
+        key = (job.queue, request.gpus * request.nodes, request.gpu_type)
+        found = self._owed.get(key)
+        if found is None:
+            found = self._owed[key] = self.ledger.owed(job)
+        return found
+
+    def may_owe(self, queue: str) -> bool:
+        """``ledger.may_owe(queue)``, once per queue while the ledger holds."""
+        found = self._owed.get(queue)
+        if found is None:
+            found = self._owed[queue] = self.ledger.may_owe(queue)
+        return found
+
     def reclaim_for(self, job: PendingJob) -> None:
+        if self._known_to_fail(job, ("guarantee", job.queue)):
+            return  # (the common case with a long backlog: no closure, no message)
+
         def can_give(ledger: Ledger, running: RunningJob) -> bool:
             return running.queue != job.queue and ledger.keeps_guarantees(running, job.queue)
 
@@ -348,18 +359,37 @@ class _Run:
             at_share = ledger.over_share(running.queue) >= -EPSILON
             return at_share and ledger.keeps_guarantees(running, job.queue)
 
-        reserved = {(ref.node, ref.index) for ref in reservation.gpus}
-        nearby = {id(v) for node in {n for n, _ in reserved} for v in self.on_node.get(node, ())}
-        occupiers = {
-            queue: [
-                v
-                for v in victims
-                if id(v) in nearby and any((r.node, r.index) in reserved for r in v.running.gpus)
-            ]
-            for queue, victims in self.victims.items()
-        }
         why = f"to free the GPUs reserved for job {job.job_id}, due now"
-        self._free_for(job, occupiers, can_give, why)
+        self._free_for(job, self._occupiers(reservation), can_give, why)
+
+    def _occupiers(self, reservation: Reservation) -> dict[str, list[_Victim]]:
+        """The eligible victims holding some of the reservation's GPUs, by queue, in
+        victim order: found through the victims of its nodes, not among all of them."""
+        reserved = {(ref.node, ref.index) for ref in reservation.gpus}
+        if self._rank is None:
+            self._rank = {
+                id(v): i for victims in self.victims.values() for i, v in enumerate(victims)
+            }
+        rank, hits = self._rank, {}
+        for node in {n for n, _ in reserved}:
+            for v in self.on_node.get(node, ()):
+                if any((r.node, r.index) in reserved for r in v.running.gpus):
+                    hits[id(v)] = v
+        by_queue: dict[str, list[tuple[int, _Victim]]] = {}
+        for key, v in hits.items():
+            by_queue.setdefault(v.running.queue, []).append((rank[key], v))
+        return {
+            queue: [v for _, v in sorted(by_queue[queue], key=_first)]
+            for queue in self.victims
+            if queue in by_queue
+        }
+
+    def _known_to_fail(self, job: PendingJob, rule: Hashable) -> bool:
+        """Whether ``_free_for`` would do nothing for ``job`` under ``rule`` without a
+        search: the job is booked, or a search with the same key found nothing."""
+        if job.job_id in self.booked:
+            return True
+        return _failure_key(rule, self._forbidden(job)[0], job.request) in self.failed
 
     def _free_for(
         self,
@@ -381,8 +411,7 @@ class _Run:
         if job.job_id in self.booked:
             return
         reserved, off = self._forbidden(job)
-        request = job.request
-        key = None if rule is None else (rule, reserved, request)
+        key = None if rule is None else _failure_key(rule, reserved, job.request)
         if key is not None and key in self.failed:
             return
         placement = self.what_if(job, [], off)
@@ -420,6 +449,20 @@ class _Run:
         """
         now = self.ctx.snapshot.now
         ends = math.inf if job.time_limit_s is None else now + job.time_limit_s
+        # all it depends on: a holder is not withheld its own reservation
+        memo_key = (
+            job.queue,
+            job.preemptible,
+            ends,
+            job.job_id if job.job_id in self.holders else None,
+        )
+        found = self._forbidden_memo.get(memo_key)
+        if found is None:
+            found = self._forbidden_memo[memo_key] = self._find_forbidden(job, ends)
+        return found
+
+    def _find_forbidden(self, job: PendingJob, ends: float) -> tuple[tuple[int, ...], set[GpuRef]]:
+        now = self.ctx.snapshot.now
         chosen: list[int] = []
         for i, reservation in enumerate(self.reservations):
             at = reservation.reserved_at
@@ -456,98 +499,4 @@ class _Run:
         self.future, self.ledger = pool, ledger
         self.booked.add(job.job_id)
         self.failed.clear()
-
-
-class _Search:
-    """Victims for one job: walk them in preference order (the queue most over its share
-    first, re-ranked after every pick), and try a what-if placement only when the node
-    occupancy says the job may fit: a node with enough GPUs, or enough idle nodes."""
-
-    def __init__(
-        self,
-        run: _Run,
-        job: PendingJob,
-        off: set[GpuRef],
-        candidates: dict[str, list[_Victim]],
-        can_give: CanGive,
-    ) -> None:
-        self.state, self.job, self.off, self.can_give = run, job, off, can_give
-        self.trial = run.ledger.copy()
-        self.left = {queue: iter(victims) for queue, victims in candidates.items() if victims}
-        self.heap = [(-self.trial.over_share(queue), queue) for queue in self.left]
-        heapq.heapify(self.heap)
-        self.on_node: dict[str, list[RunningJob]] = {}  # chosen victims by node
-        self.ready: set[str] = set()  # nodes idle once their victims go (multi-node jobs)
-        self.off_at = by_node(off)  # ``off`` as ``Occupancy.usable`` takes it
-        request = job.request
-        self.idle_now = 0
-        if request.nodes > 1:
-            occupancy = run.occupancy
-            self.idle_now = sum(
-                1
-                for node in occupancy.views
-                if occupancy.idle_once(node, ())
-                and occupancy.usable(node, request, (), self.off_at) >= request.gpus
-            )
-
-    def run(self) -> tuple[list[RunningJob], Placement] | None:
-        """The victims (fewest needed, in the order chosen) and the job's placement."""
-        while (running := self._next()) is not None:
-            nodes = sorted({ref.node for ref in running.gpus})
-            for node in nodes:
-                self.on_node.setdefault(node, []).append(running)
-            victims = self._enough(nodes)
-            if victims is None:
-                continue
-            placement = self.state.what_if(self.job, victims, self.off)
-            if placement is not None:
-                return self._prune(victims, placement)
-        return None
-
-    def _next(self) -> RunningJob | None:
-        """The next victim that may go, or None; its queue re-ranked by its new share."""
-        gone = self.state.gone
-        while self.heap:
-            _, queue = heapq.heappop(self.heap)
-            for victim in self.left[queue]:  # held only falls in a walk: a no stays a no
-                running = victim.running
-                if running.attempt_id not in gone and self.can_give(self.trial, running):
-                    self.trial.release(running)
-                    heapq.heappush(self.heap, (-self.trial.over_share(queue), queue))
-                    return running
-        return None
-
-    def _enough(self, nodes: Sequence[str]) -> list[RunningJob] | None:
-        """The victims to try, if the nodes just touched may now hold the job."""
-        request, occupancy = self.job.request, self.state.occupancy
-        if request.nodes <= 1:
-            for node in nodes:
-                released = [ref for r in self.on_node[node] for ref in r.gpus]
-                if occupancy.usable(node, request, released, self.off_at) >= request.gpus:
-                    return list(self.on_node[node])
-            return None
-        for node in nodes:
-            released = [ref for r in self.on_node[node] for ref in r.gpus]
-            idle = occupancy.idle_once(node, released)
-            if idle and occupancy.usable(node, request, released, self.off_at) >= request.gpus:
-                self.ready.add(node)
-        if self.idle_now + len(self.ready) < request.nodes:
-            return None
-        victims = {r.attempt_id: r for node in sorted(self.ready) for r in self.on_node[node]}
-        return list(victims.values())
-
-    def _prune(
-        self, victims: list[RunningJob], placement: Placement
-    ) -> tuple[list[RunningJob], Placement]:
-        """Drop victims off the placement's nodes, then any the fit does not need."""
-        used = set(placement.nodes)
-        kept = [r for r in victims if used.intersection(ref.node for ref in r.gpus)]
-        found = self.state.what_if(self.job, kept, self.off)
-        if found is None:  # the placement moved: keep what made it fit
-            kept, found = victims, placement
-        for running in reversed(list(kept)):
-            rest = [r for r in kept if r is not running]
-            fewer = self.state.what_if(self.job, rest, self.off)
-            if fewer is not None:
-                kept, found = rest, fewer
-        return kept, found
+        self._owed.clear()

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from heapq import nsmallest
 from itertools import repeat
 from operator import attrgetter
+from typing import Any
 
 from scheduler.domain.decisions import Placement
 from scheduler.domain.snapshot import (
@@ -37,11 +38,12 @@ from scheduler.domain.snapshot import (
     NodeView,
     PendingJob,
     ResourceRequest,
+    RunningJob,
     Snapshot,
 )
 from scheduler.policy.context import PolicyParams
 from scheduler.policy.pool import Match, match_of
-from scheduler.policy.shape import Kind, shape_of
+from scheduler.policy.shape import NODE_KEYS, Kind, shape_of
 
 INF = math.inf
 _index, _holder = attrgetter("index"), attrgetter("allocated_to")
@@ -100,6 +102,50 @@ class _Node:
         self.latest.clear()
 
 
+_Holders = tuple[list[int], list[int | None], dict[int, int | None]]
+_HOLDERS: dict[int, tuple[NodeView, _Holders]] = {}
+_BY_NODE: dict[int, tuple[RunningJob, tuple[tuple[str, tuple[int, ...]], ...]]] = {}
+
+
+def _holders_of(view: NodeView) -> _Holders:
+    """The node's GPU indices, their holders (job ids, None: free) in step, and the
+    holders by index (read only). Remembered by view, as ``pool._free_and_held``."""
+    known = _HOLDERS.get(id(view))
+    if known is not None and known[0] is view:
+        return known[1]
+    indices = list(map(_index, view.gpus))  # per GPU, looked up in C
+    holders = list(map(_holder, view.gpus))
+    found = indices, holders, dict(zip(indices, holders, strict=True))
+    _remember(_HOLDERS, view, found)
+    return found
+
+
+def _gpus_by_node(running: RunningJob) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    """The attempt's GPU indices by node, nodes in order of first appearance.
+    Remembered by view: the simulator keeps an attempt's view between checkpoints."""
+    known = _BY_NODE.get(id(running))
+    if known is not None and known[0] is running:
+        return known[1]
+    grouped: dict[str, list[int]] = {}
+    for ref in running.gpus:
+        found = grouped.get(ref.node)
+        if found is None:
+            grouped[ref.node] = [ref.index]
+        else:
+            found.append(ref.index)
+    result = tuple((name, tuple(indices)) for name, indices in grouped.items())
+    _remember(_BY_NODE, running, result)
+    return result
+
+
+def _remember(memo: dict[int, tuple[Any, Any]], view: object, value: object) -> None:
+    """Keep ``value`` for ``view`` by id, the view with it (so the id stays its own);
+    at most ``NODE_KEYS`` entries: past that the oldest go."""
+    if len(memo) >= NODE_KEYS:
+        memo.pop(next(iter(memo)))
+    memo[id(view)] = (view, value)
+
+
 @dataclass(frozen=True, slots=True)
 class Slot:
     """Where and when a job can start at the earliest: its GPUs and their time."""
@@ -124,18 +170,19 @@ class Timeline:
         free_at = ends.get  # a free GPU (no holder, ``None``) is free now
         self._nodes: list[_Node] = []
         for view, usable in zip(up, shape.usable, strict=True):
-            indices = list(map(_index, view.gpus))  # per GPU, looked up in C
-            holders = list(map(_holder, view.gpus))
+            indices, holders, by_index = _holders_of(view)
             self._nodes.append(
                 _Node(
                     view,
                     dict(zip(indices, map(free_at, holders, repeat(INF)), strict=True)),
                     usable.copy(),  # the shape's healthy GPUs: ``block`` takes some away
-                    dict(zip(indices, holders, strict=True)),
+                    by_index,  # shared, read only
                 )
             )
         self._by_name = {node.view.name: node for node in self._nodes}
-        self._mark_early(ends)
+        self._end_of = ends
+        self._marked: set[str] = set()  # queues whose early GPUs are noted (``_mark_early``)
+        self._settling: dict[str, list[RunningJob]] | None = None  # see ``_mark_early``
 
     def _ends(self) -> dict[int | None, float]:
         """When each running attempt's GPUs are free, by job id: ``now`` when it is stopping;
@@ -156,31 +203,43 @@ class Timeline:
             ends[job_id] = at
         return ends
 
-    def _mark_early(self, ends: dict[int | None, float]) -> None:
-        """Note the GPUs counted free early for their holder's own queue (``_Node.early``).
+    def _mark_early(self, queue: str) -> None:
+        """Note the GPUs of ``queue``'s own attempts that count free early for other
+        queues (``_Node.early``): a job of ``queue`` waits for them until their time limit.
 
+        Once per queue, when a job of it first asks (``earliest``): a pass reserves for a
+        few queues, and the GPUs of the others' attempts are never read for their own.
         Only preemptible attempts that are not stopping can count early (``_ends``):
         the others are skipped without working out their times."""
-        if not self._params.reserve_preemptible_gpus:
+        if queue in self._marked or not self._params.reserve_preemptible_gpus:
             return
-        by_name = self._by_name
-        queues: dict[str, set[str]] = {}  # by node: the queues of its early GPUs
-        for job_id, running in self._running.items():
-            if not running.preemptible or running.stopping:
-                continue
-            limit = running.time_limit_s  # ``_free_at(running, own=True)``, inline
+        self._marked.add(queue)
+        if self._settling is None:
+            self._settling = {}
+            for running in self._running.values():
+                if running.preemptible and not running.stopping:
+                    found = self._settling.get(running.queue)
+                    if found is None:
+                        self._settling[running.queue] = [running]
+                    else:
+                        found.append(running)
+        by_name, ends = self._by_name, self._end_of
+        for running in self._settling.get(queue, ()):
+            job_id, limit = running.job_id, running.time_limit_s
             late = INF if limit is None else max(self.now, running.started_at + limit)
             if late == ends[job_id]:
                 continue
-            early = (running.queue, late)
-            for ref in running.gpus:
-                name, index = ref.node, ref.index
+            early = (queue, late)
+            for name, indices in _gpus_by_node(running):
                 node = by_name.get(name)
-                if node is not None and node.holders.get(index) == job_id:
-                    node.early[index] = early
-                    queues.setdefault(name, set()).add(running.queue)
-        for name, found in queues.items():
-            by_name[name].early_queues = frozenset(found)
+                if node is None:
+                    continue
+                holders = node.holders
+                mine = [index for index in indices if holders.get(index) == job_id]
+                if mine:
+                    node.early.update(dict.fromkeys(mine, early))
+                    if queue not in node.early_queues:
+                        node.early_queues |= {queue}
 
     def hold(self, placement: Placement, job: PendingJob) -> None:
         """A placement of this pass: its GPUs are busy until the job's time limit."""
@@ -206,6 +265,8 @@ class Timeline:
         module); None: never."""
         if request.gpus <= 0:
             return None
+        if queue is not None:
+            self._mark_early(queue)
         if request.nodes > 1:
             return self._whole_nodes(request, queue)
         return self._one_node(request, queue)
