@@ -52,7 +52,7 @@ from dataclasses import dataclass
 
 from scheduler.domain.decisions import Decisions, Placement, Wait, WaitReason
 from scheduler.domain.snapshot import GpuRef, PendingJob
-from scheduler.policy.context import Admission, Context, Place, by_kind
+from scheduler.policy.context import Admission, Context, Place, by_kind, job_kind
 from scheduler.policy.explain import (
     Shape,
     WaitList,
@@ -155,16 +155,7 @@ class _Backfill:
             if job.not_before is not None and job.not_before > now:
                 add(job, backoff_wait(job, now))
                 continue
-            request = job.request
-            kind = (
-                job.queue,
-                request.gpus,
-                request.nodes,
-                request.gpu_type,
-                request.gpu_memory_mib,
-                job.preemptible,
-                job.time_limit_s,
-            )
+            kind = job_kind(job)
             key = known.get(kind) if admitted else None
             if key is None:
                 wait = admit(ctx, job)

@@ -217,6 +217,21 @@ def by_kind(admit: Admission) -> bool:
     return admit in _BY_KIND
 
 
+def job_kind(job: PendingJob) -> tuple[object, ...]:
+    """What a job is judged by in a pass: jobs of one kind start, reserve or wait alike
+    while the pass's state stays as it is (queue, request, preemptible, time limit)."""
+    request = job.request
+    return (
+        job.queue,
+        request.gpus,
+        request.nodes,
+        request.gpu_type,
+        request.gpu_memory_mib,
+        job.preemptible,
+        job.time_limit_s,
+    )
+
+
 Place = Callable[[PendingJob, Pool], Placement | None]
 Pass = Callable[[Context, Sequence[PendingJob], Place, Admission], Decisions]
 Preempt = Callable[[Context, Decisions, Place], tuple[Preemption, ...]]

@@ -51,7 +51,7 @@ from typing import Protocol, cast
 
 from scheduler.domain.decisions import Decisions, Placement, Preemption, WaitReason
 from scheduler.domain.snapshot import GpuRef, PendingJob, ResourceRequest, RunningJob
-from scheduler.policy.context import Context, Place, Pool
+from scheduler.policy.context import Context, Place, Pool, job_kind
 from scheduler.policy.fairshare import guarantee
 from scheduler.policy.holdings import EPSILON, Ledger, Occupancy, may_be_owed
 from scheduler.policy.pool import FreePool
@@ -149,16 +149,7 @@ def _return_guarantees(run: _Run, decisions: Decisions, pending: dict[int, Pendi
         job = pending.get(wait.job_id)
         if job is None or job.queue in hopeless:
             continue
-        request = job.request
-        kind = (
-            job.queue,
-            request.gpus,
-            request.nodes,
-            request.gpu_type,
-            request.gpu_memory_mib,
-            job.preemptible,
-            job.time_limit_s,
-        )
+        kind = job_kind(job)
         if kind in inert:
             continue
         if run.owed(job):
