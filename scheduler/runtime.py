@@ -34,6 +34,14 @@ class Notifier:
         self._loop = loop
         self.cycle = asyncio.Event()
 
+    def serves_here(self) -> bool:
+        """Whether wake-ups reach the running event loop's waiters: it is the loop the
+        server bound (a caller on another loop, as in-process tests, is never woken)."""
+        try:
+            return self._loop is asyncio.get_running_loop()
+        except RuntimeError:
+            return False
+
     def node_event(self, name: str) -> asyncio.Event:
         """The event the next change of ``name``'s desired state will set (take it first)."""
         event = self._nodes.get(name)

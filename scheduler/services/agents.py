@@ -295,17 +295,19 @@ def _answered(rt: Runtime, req: SyncRequest, quick: QuickSync) -> SyncReply:
 
 
 async def _apply_and_read(rt: Runtime, req: SyncRequest, changed: asyncio.Event) -> SyncReply:
-    memos = _memos_of(rt)
-    kept = memos.answer(req)
+    memos = _memos_of(rt) if rt.notifier.serves_here() else None  # else none would end
+    kept = memos.answer(req) if memos is not None else None
     if kept is not None:  # nothing of the node changed since a read that answers this
         return _answered(rt, req, kept)
     read_at = time.monotonic()
     loop = asyncio.get_running_loop()
     known = await loop.run_in_executor(_SYNC_POOL, _known, rt, req)
     if isinstance(known, QuickSync) and known.reply is not None:
-        memos.keep(req, known, changed, read_at)
+        if memos is not None:
+            memos.keep(req, known, changed, read_at)
         return _answered(rt, req, known)
-    memos.forget(req.node.name)
+    if memos is not None:
+        memos.forget(req.node.name)
     if isinstance(known, SyncReply):
         _start_flusher(rt)
         return known
