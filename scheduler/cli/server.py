@@ -117,8 +117,8 @@ def database_url_for(data_dir: Path, url: str | None) -> str:
     default=1,
     show_default=True,
     type=click.IntRange(1, 64),
-    help="server processes sharing the port, one of them running the scheduling cycle "
-    "(PostgreSQL only; for many agents)",
+    help="above 1: that many API processes sharing the port, beside one process for the "
+    "scheduling cycle and loops (PostgreSQL only; for many agents)",
 )
 @click.option(
     "--database-url",
