@@ -58,18 +58,19 @@ def postgres_pids(data_dir: Path | None) -> list[int]:
 
 
 CYCLE, SYNC = "corral_cycle_duration_seconds", "corral_agent_sync_duration_seconds"
+REPORTS = "corral_agent_report_write_seconds"
 
 
 def histograms(cluster: LocalCluster) -> dict[str, dict[float, float]]:
-    """The cycle's and the sync's histograms from ``/metrics``: ``le`` bound ->
-    cumulative count, plus ``sum`` under key -1."""
+    """The cycle's, the sync's and the reports' write histograms from ``/metrics``:
+    ``le`` bound -> cumulative count, plus ``sum`` under key -1."""
     response = httpx.get(
         f"{cluster.url}/metrics",
         headers={"Authorization": f"Bearer {cluster.token}"},
         timeout=120,
     )
     response.raise_for_status()
-    found: dict[str, dict[float, float]] = {CYCLE: {}, SYNC: {}}
+    found: dict[str, dict[float, float]] = {CYCLE: {}, SYNC: {}, REPORTS: {}}
     for family in text_string_to_metric_families(response.text):
         buckets = found.get(family.name)
         if buckets is None:
@@ -98,15 +99,24 @@ def _window(before: dict[float, float], after: dict[float, float]) -> tuple[floa
 def histogram_figures(
     before: dict[str, dict[float, float]], after: dict[str, dict[float, float]]
 ) -> dict[str, Any]:
-    """Cycles in the window (how many, the mean, p99 as its bucket's upper bound), and
-    the server's own time per sync (p50 and p99 as bucket bounds)."""
+    """Cycles in the window (how many, the mean, p99 as its bucket's upper bound), the
+    server's own time per sync, and the time from a sync to the commit of the starts and
+    ends it reported, whether its reply waited for it or not (p50 and p99 as bucket
+    bounds)."""
     count, total_s, cycle_bound = _window(before[CYCLE], after[CYCLE])
     _, _, sync_bound = _window(before[SYNC], after[SYNC])
-    p50, p99 = sync_bound(0.50), sync_bound(0.99)
+    written, _, write_bound = _window(before[REPORTS], after[REPORTS])
     return {
         "cycles": int(count),
         "cycle_mean_s": total_s / count if count else None,
         "cycle_p99_le_s": cycle_bound(0.99),
-        "sync_server_p50_le_ms": None if p50 is None else p50 * 1000,
-        "sync_server_p99_le_ms": None if p99 is None else p99 * 1000,
+        "sync_server_p50_le_ms": _ms(sync_bound(0.50)),
+        "sync_server_p99_le_ms": _ms(sync_bound(0.99)),
+        "reports_written": int(written),
+        "report_write_p50_le_ms": _ms(write_bound(0.50)),
+        "report_write_p99_le_ms": _ms(write_bound(0.99)),
     }
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else seconds * 1000

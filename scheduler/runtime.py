@@ -106,7 +106,8 @@ class ServerMetrics:
 
     CYCLE = "corral_cycle_duration_seconds"
     SYNC = "corral_agent_sync_duration_seconds"
-    BUCKETS = {CYCLE: CYCLE_BUCKETS_S, SYNC: SYNC_BUCKETS_S}
+    REPORTS = "corral_agent_report_write_seconds"
+    BUCKETS = {CYCLE: CYCLE_BUCKETS_S, SYNC: SYNC_BUCKETS_S, REPORTS: SYNC_BUCKETS_S}
 
     def __init__(self, shared: dict[str, Slots] | None = None, slot: int = 0) -> None:
         kept = shared or {}
@@ -123,6 +124,15 @@ class ServerMetrics:
             "its reply, a long poll's hold left out.",
             SYNC_BUCKETS_S,
             kept.get(self.SYNC),
+            slot,
+        )
+        self.report_write = Histogram(
+            self.REPORTS,
+            "Seconds from an agent sync's parsed request to the commit of the attempt "
+            "reports it carried (PostgreSQL, a node up with the facts it reports), "
+            "whether its reply waited for that commit or not.",
+            SYNC_BUCKETS_S,
+            kept.get(self.REPORTS),
             slot,
         )
 

@@ -20,6 +20,10 @@ class ServerSettings:
     workers: int = 1  # server processes on the socket (PostgreSQL only: api/workers.py)
     node_timeout_s: float = 90.0  # a node that has not synced for this long is lost
     long_poll_s: float = 20.0  # longest an agent sync is held open
+    # PostgreSQL: longest a sync's reply waits for its reports' write before it answers
+    # with the desired state as read, the write going on behind it (None: until written,
+    # as SQLite's group commit does; `corral server --report-wait-s`: 0, no wait)
+    report_wait_s: float | None = None
     cycle_interval_s: float = 5.0  # the periodic scheduling pass (events wake it sooner)
     liveness_interval_s: float = 2.0
     agent_sync_interval_s: float = 2.0

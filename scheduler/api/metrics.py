@@ -77,6 +77,7 @@ class CorralCollector(Collector):
         )
         yield from self.rt.metrics.cycle_duration.collect()
         yield from self.rt.metrics.sync_duration.collect()
+        yield from self.rt.metrics.report_write.collect()
 
 
 def _labelled(

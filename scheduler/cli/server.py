@@ -140,6 +140,15 @@ def database_url_for(data_dir: Path, url: str | None) -> str:
 )
 @click.option("--cycle-interval-s", default=5.0, show_default=True, type=click.FloatRange(0.05))
 @click.option(
+    "--report-wait-s",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="PostgreSQL: how long an agent sync's reply may wait for the write of the starts "
+    "and ends it reports; after that it answers with the desired state as read while the "
+    "write goes on (the agent reports them until they are written)",
+)
+@click.option(
     "--retry-backoff-s",
     default=10.0,
     show_default=True,
@@ -228,6 +237,7 @@ def server(
     checkpoint_dir: str | None,
     node_timeout_s: float,
     cycle_interval_s: float,
+    report_wait_s: float,
     log_level: str,
     **flags: Any,
 ) -> None:
@@ -252,6 +262,7 @@ def server(
         workers=workers,
         node_timeout_s=node_timeout_s,
         cycle_interval_s=cycle_interval_s,
+        report_wait_s=report_wait_s,
         checkpoint_root=Path(checkpoint_dir).resolve() if checkpoint_dir else None,
         retry=_retry_settings(flags),
         **_telemetry_settings(flags),

@@ -23,7 +23,17 @@ facts it reports, writes only the reports (``apply_reports``): on PostgreSQL in 
 own transaction, the node row locked without waiting for placements that refer to
 it; on SQLite in the group commit. Its readings wait likewise. Every other sync (a
 new or lost node, new facts) takes the write path above, node facts and readings
-included. A sync that changes a job is answered after its commit.
+included, and is answered after its commit.
+
+Replies before writes: on PostgreSQL a sync's reply waits for its reports' write at
+most ``report_wait_s`` (``corral server``: 0); a slower write goes on behind a reply
+with the desired state as read before it (``_write_reports``,
+``services/report_writes.py``). When the node's memo can tell what that read would
+say (``SyncMemos.ahead``), no read precedes the write. The reply is no receipt: the
+agent reports every attempt it holds until the desired state stops listing it, which
+only a committed end does, so a report lost with the server is brought again. Log
+bytes are acknowledged by the reply itself, so a sync carrying them always waits
+(``may_answer_before_write``).
 
 Memos: the read of a quick sync is kept, per node, until the node's desired state
 changes (its Notifier event, which the other servers fire through the database) or
@@ -40,12 +50,15 @@ import logging
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 
 from scheduler.domain.sync import SyncReply, SyncRequest
 from scheduler.runtime import Runtime, kept_for
+from scheduler.services.report_writes import ReportWrites, Write
 from scheduler.services.sync_memo import SyncMemos
 from scheduler.store.agent_sync import (
     QuickSync,
@@ -131,8 +144,10 @@ def apply_group(
             except Exception as exc:  # that agent's answer; the others go on
                 results.append(exc)
                 continue
-            effects.merge(applied[1])
-            results.append(applied[0])
+            reply, changed = applied
+            assert reply is not None  # apply_reports reads it unless told not to
+            effects.merge(changed)
+            results.append(reply)
             if quick is not None:
                 known.append((quick, req))
     readings, now = _readings_of(rt), utcnow()
@@ -213,12 +228,23 @@ class Readings:
             return not self.latest and not self.kept
 
 
+def wait_written(rt: Runtime, timeout_s: float | None = None) -> bool:
+    """Wait until every report write of this process has ended (blocking); whether they
+    did within ``timeout_s``."""
+    return _writes_of(rt).wait_written(timeout_s)
+
+
 _readings: dict[int, Readings] = {}  # id(runtime) -> its readings
+_writes: dict[int, ReportWrites] = {}  # id(runtime) -> its syncs' report writes
 _memos: dict[int, SyncMemos] = {}  # id(runtime) -> its nodes' last quick reads
 
 
 def _readings_of(rt: Runtime) -> Readings:
     return kept_for(_readings, rt, Readings)
+
+
+def _writes_of(rt: Runtime) -> ReportWrites:
+    return kept_for(_writes, rt, lambda: ReportWrites(partial(_apply_reports, rt)))
 
 
 def _memos_of(rt: Runtime) -> SyncMemos:
@@ -260,30 +286,58 @@ def _start_flusher(rt: Runtime) -> None:
         readings.flusher = loop.create_task(_flush_every(rt, readings))
 
 
-def _known(rt: Runtime, req: SyncRequest) -> SyncReply | QuickSync | None:
-    """What a read tells of a sync of a node that is up with the facts it reports.
-
-    Read first; a sync that changes nothing is answered from the read: the QuickSync,
-    with its reply. On PostgreSQL one that has reports to apply writes them
-    (``apply_reports``) and its reply comes after the commit; on SQLite it goes to the
-    group commit with what the read found (a QuickSync without a reply). None: the
-    node is new, lost or reports new facts."""
+def _known(rt: Runtime, req: SyncRequest) -> QuickSync | None:
+    """What a read tells of a sync of a node that is up with the facts it reports: the
+    QuickSync, with its reply when the sync changes nothing; without one when it has
+    reports to apply (``apply_reports``, on PostgreSQL ``_write_reports``; on SQLite in
+    the group commit). None: the node is new, lost or reports new facts."""
     s = rt.settings
     with rt.db.read() as session:
-        quick = quick_sync(session, req, s.checkpoints, s.agent_sync_interval_s, s.node_timeout_s)
-    if quick is None or quick.reply is not None or rt.db.is_sqlite:
-        return quick
+        return quick_sync(session, req, s.checkpoints, s.agent_sync_interval_s, s.node_timeout_s)
+
+
+def _apply_reports(rt: Runtime, write: Write, wanted: Callable[[], bool]) -> SyncReply | None:
+    """Write a node's reports in their own transaction (blocking): the reply after the
+    commit, None if ``wanted()`` said no sync waits for it, or if the node was lost
+    meanwhile (the full path's to do: its agent's next sync takes it)."""
+    s, req, quick = rt.settings, write.req, write.quick
     with rt.db.write() as session:
         applied = apply_reports(
             session, req, quick.node_id, utcnow(), s.retry, s.checkpoints,
-            s.agent_sync_interval_s, s.node_timeout_s,
+            s.agent_sync_interval_s, s.node_timeout_s, wanted,
         )  # fmt: skip
     if applied is None:
         return None
     reply, effects = applied
+    rt.metrics.report_write.observe(time.perf_counter() - write.received)
     rt.notifier.notify(effects)
     _readings_of(rt).add(quick, req, utcnow())
     return reply
+
+
+async def _write_reports(
+    rt: Runtime, req: SyncRequest, quick: QuickSync, received: float
+) -> SyncReply | None:
+    """Write a sync's reports (PostgreSQL, ``ReportWrites``); its reply once they are
+    committed, or the reply as read (``quick.before``) if the write takes longer than
+    ``report_wait_s``, which then goes on behind it. None: the node was lost meanwhile."""
+    writes = _writes_of(rt)
+    write = writes.put(req, quick, received)
+    _start_flusher(rt)
+    written = asyncio.wrap_future(write.done)
+    wait_s = rt.settings.report_wait_s
+    if quick.before is not None and wait_s is not None:
+        done, _ = await asyncio.wait({written}, timeout=wait_s)
+        if not done:
+            writes.unwanted(write)
+            written.add_done_callback(_leave)  # its failure is logged by ReportWrites
+            return quick.before
+    return await asyncio.shield(written)
+
+
+def _leave(write: asyncio.Future[SyncReply | None]) -> None:
+    if not write.cancelled():
+        write.exception()  # retrieved: asyncio would log it as never retrieved
 
 
 def _answered(rt: Runtime, req: SyncRequest, quick: QuickSync) -> SyncReply:
@@ -294,28 +348,52 @@ def _answered(rt: Runtime, req: SyncRequest, quick: QuickSync) -> SyncReply:
     return quick.reply
 
 
-async def _apply_and_read(rt: Runtime, req: SyncRequest, changed: asyncio.Event) -> SyncReply:
+async def _apply_and_read(
+    rt: Runtime, req: SyncRequest, changed: asyncio.Event, received: float
+) -> SyncReply:
     memos = _memos_of(rt) if rt.notifier.serves_here() else None  # else none would end
-    kept = memos.answer(req) if memos is not None else None
-    if kept is not None:  # nothing of the node changed since a read that answers this
-        return _answered(rt, req, kept)
+    if memos is not None:
+        remembered = await _from_memo(rt, req, memos, received)
+        if remembered is not None:
+            return remembered
     read_at = time.monotonic()
     loop = asyncio.get_running_loop()
     known = await loop.run_in_executor(_SYNC_POOL, _known, rt, req)
-    if isinstance(known, QuickSync) and known.reply is not None:
+    if known is not None and known.reply is not None:
         if memos is not None:
             memos.keep(req, known, changed, read_at)
         return _answered(rt, req, known)
     if memos is not None:
         memos.forget(req.node.name)
-    if isinstance(known, SyncReply):
-        _start_flusher(rt)
-        return known
-    if not rt.db.is_sqlite:
-        (result,) = await asyncio.to_thread(apply_group, rt, [req])
-        if isinstance(result, Exception):
-            raise result
-        return result
+    if rt.db.is_sqlite:
+        return await _group_commit(rt, req, known)
+    if known is not None:
+        written = await _write_reports(rt, req, known, received)
+        if written is not None:
+            return written
+    (result,) = await asyncio.to_thread(apply_group, rt, [req])  # new or lost node, new facts
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
+async def _from_memo(
+    rt: Runtime, req: SyncRequest, memos: SyncMemos, received: float
+) -> SyncReply | None:
+    """The reply from the node's kept read, without a statement: a sync that changes
+    nothing; on PostgreSQL also one with reports to apply (written as read by the memo,
+    ``SyncMemos.ahead``). None: the memo cannot tell (or the node was lost meanwhile)."""
+    kept = memos.answer(req)
+    if kept is not None:  # nothing of the node changed since a read that answers this
+        return _answered(rt, req, kept)
+    ahead = None if rt.db.is_sqlite else memos.ahead(req)
+    if ahead is None:
+        return None
+    return await _write_reports(rt, req, ahead, received)
+
+
+async def _group_commit(rt: Runtime, req: SyncRequest, known: QuickSync | None) -> SyncReply:
+    """SQLite: the sync's writes in the next group commit; its reply after that commit."""
     groups = _groups_of(rt)
     waiting = _Waiting(req, groups.loop.create_future(), known)
     if known is not None:
@@ -338,7 +416,7 @@ def _read(rt: Runtime, req: SyncRequest) -> SyncReply:
 async def sync(rt: Runtime, req: SyncRequest) -> SyncReply:
     event = rt.notifier.node_event(req.node.name)
     started = time.perf_counter()
-    reply = await _apply_and_read(rt, req, event)
+    reply = await _apply_and_read(rt, req, event, started)
     rt.metrics.sync_duration.observe(time.perf_counter() - started)
     wait_s = min(req.wait_s, rt.settings.long_poll_s, rt.settings.node_timeout_s / 2)
     if wait_s <= 0 or needs_action(req, reply):

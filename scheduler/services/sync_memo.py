@@ -44,13 +44,29 @@ class SyncMemos:
 
     def answer(self, req: SyncRequest) -> QuickSync | None:
         """The kept read that answers ``req`` (with its reply), or None."""
-        memo = self._memos.get(req.node.name)
+        memo = self._valid(req.node.name)
+        return memo.quick if memo is not None and memo.quick.answers(req, memo.read) else None
+
+    def ahead(self, req: SyncRequest) -> QuickSync | None:
+        """The kept read for ``req``'s reports to be written with, the reply as read in
+        its ``before`` (``QuickSync.ahead``), or None. The node's memo ends: its reports
+        change what it read."""
+        memo = self._valid(req.node.name)
+        if memo is None:
+            return None
+        found = memo.quick.ahead(req, memo.read)
+        if found is not None:
+            self.forget(req.node.name)
+        return found
+
+    def _valid(self, node: str) -> _Memo | None:
+        memo = self._memos.get(node)
         if memo is None:
             return None
         if memo.changed.is_set() or time.monotonic() - memo.read_at > self.keep_s:
-            del self._memos[req.node.name]
+            del self._memos[node]
             return None
-        return memo.quick if memo.quick.answers(req, memo.read) else None
+        return memo
 
     def keep(
         self, req: SyncRequest, quick: QuickSync, changed: asyncio.Event, read_at: float

@@ -14,8 +14,8 @@ restarted): it ends like a lost node.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -119,11 +119,12 @@ def _parts_by_attempt(
     return {p.attempt_id: p for p in session.scalars(stmt).unique()}
 
 
-# a part's attempt, the attempt's parts and its job, loaded with the parts in a few
-# queries instead of a few per part: a busy node's sync reads them all
+# a part's attempt, the attempt's parts and its job, loaded with the parts in one query
+# instead of a few per part: a busy node's sync reads them all (an attempt has one part
+# per node, so the join repeats little)
 _WITH_ATTEMPT = (
     joinedload(AttemptPartRow.attempt).joinedload(AttemptRow.job),
-    joinedload(AttemptPartRow.attempt).selectinload(AttemptRow.parts),
+    joinedload(AttemptPartRow.attempt).joinedload(AttemptRow.parts),
 )
 
 
@@ -428,13 +429,17 @@ def _launch(part: LivePart, spec: JobSpec, checkpoints: Path, indices: list[int]
 @dataclass(frozen=True)
 class QuickSync:
     """A sync of a node that is up with the facts it reports: its reply when the sync
-    changes nothing but the node's liveness and readings, else None (``apply_reports``)."""
+    changes nothing but the node's liveness and readings, else None (``apply_reports``).
+    A sync with reports to apply that may be answered before they are written
+    (``may_answer_before_write``) has the reply as read, before them, in ``before``."""
 
     node_id: int
     gpu_ids: dict[int, int]  # GPU index -> GPU id, for the readings
     last_sample_at: datetime | None
     reply: SyncReply | None
     parts: tuple[LivePart, ...] = ()  # the node's live parts as read
+    # with reports to apply: the reply as read, before them (``as_read``)
+    before: SyncReply | None = None
 
     def answers(self, req: SyncRequest, read: SyncRequest) -> bool:
         """Whether ``req`` would read as ``read`` (the sync this was read for) did while
@@ -447,6 +452,29 @@ class QuickSync:
             and [r.attempt_id for r in req.attempts] == [r.attempt_id for r in read.attempts]
             and _nothing_to_apply(list(self.parts), req.attempts)
         )
+
+    def ahead(self, req: SyncRequest, read: SyncRequest) -> QuickSync | None:
+        """What this read, made for ``read``, tells of ``req``, a later sync of the node
+        with reports to apply, while nothing changed in the database since but what
+        the agent's own reports wrote: the QuickSync to write them with, whose
+        ``before`` is the reply as read. None when it cannot tell: other node facts or
+        GPU health, log bytes, or reported attempts other than the parts it read.
+
+        The attempts must be the same, as a set: a part ended by a report that another
+        server wrote since this read is still reported by the agent until a reply
+        unlists it, so it is in both; one that this read shows live and the agent no
+        longer reports may have ended there, and the read would list it again."""
+        if self.reply is None or req.node != read.node or _health(req) != _health(read):
+            return None
+        live = {part.attempt_id: part for part in self.parts}
+        reported = {report.attempt_id for report in req.attempts}
+        if reported != live.keys() or not may_answer_before_write(req):
+            return None
+        if _nothing_to_apply(list(self.parts), req.attempts):
+            return None
+        acks = {attempt_id: live[attempt_id].log_bytes for attempt_id in reported}
+        before = self.reply.model_copy(update={"log_acks": acks})
+        return replace(self, reply=None, before=before)
 
 
 def quick_sync(
@@ -481,11 +509,23 @@ def quick_sync(
     if gpu_ids is None:
         return None
     parts = live_part_rows(session, node_id)
-    if not _nothing_to_apply(parts, req.attempts):
+    applies = not _nothing_to_apply(parts, req.attempts)
+    if applies and not may_answer_before_write(req):
         return QuickSync(node_id, gpu_ids, last_sample_at, None, tuple(parts))
     shown = "drained" if drained else state
     reply = _reply(session, node_id, shown, parts, req, checkpoints, interval_s, node_timeout_s)
+    if applies:
+        return QuickSync(node_id, gpu_ids, last_sample_at, None, tuple(parts), reply)
     return QuickSync(node_id, gpu_ids, last_sample_at, reply, tuple(parts))
+
+
+def may_answer_before_write(req: SyncRequest) -> bool:
+    """Whether a sync's reply may go out before its reports are written: they carry no
+    log bytes. The agent keeps reporting every state it holds until the server's
+    desired state stops listing the attempt, which only a committed end does, so a
+    report lost with a server that dies before its write is sent again; log bytes
+    are acknowledged by the reply itself, and are never acknowledged unwritten."""
+    return not any(report.log_data for report in req.attempts)
 
 
 def apply_reports(
@@ -497,9 +537,11 @@ def apply_reports(
     checkpoints: Path,
     interval_s: float,
     node_timeout_s: float | None = None,
-) -> tuple[SyncReply, Effects] | None:
+    wants_reply: Callable[[], bool] = lambda: True,
+) -> tuple[SyncReply | None, Effects] | None:
     """``apply_sync`` for a node ``quick_sync`` found up with the facts it reports: the
-    attempt reports only, and the reply; None if the node was lost meanwhile.
+    attempt reports only, and the reply (None when ``wants_reply()`` says, once they
+    are applied, that no one waits for it any more); None if the node was lost meanwhile.
 
     The node's row is locked ``FOR NO KEY UPDATE`` (syncs of one node take turns), which
     does not wait for a placement's insert that refers to the node, as ``upsert_node``'s
@@ -513,6 +555,8 @@ def apply_reports(
     if node is None or node.state != NODE_UP:
         return None
     effects = _apply_parts(session, node_id, req, now, retry)
+    if not wants_reply():
+        return None, effects
     parts = live_part_rows(session, node_id)
     state = "drained" if node.drained else node.state
     reply = _reply(session, node_id, state, parts, req, checkpoints, interval_s, node_timeout_s)
@@ -549,9 +593,16 @@ def _nothing_to_apply(parts: list[LivePart], reports: list[AttemptReport]) -> bo
 
 
 def _report_changes(part: LivePart | None, report: AttemptReport) -> bool:
-    """Whether applying ``report`` would change its part, attempt or job."""
-    if part is None or part.state is not PartState.RUNNING:
-        return True  # an end to record, a start to mark, or an ended part's log
+    """Whether applying ``report`` would change its part, attempt or job.
+
+    An attempt that is not live on the node (``part`` None) has ended there, or never
+    ran there: only log bytes or progress can still change it. An agent reports an
+    ended attempt until the server stops listing it, so most such reports change
+    nothing."""
+    if part is None:
+        return bool(report.log_data) or report.progress is not None
+    if part.state is not PartState.RUNNING:
+        return True  # an end to record, a start to mark
     if report.state not in (AttemptState.RUNNING, AttemptState.STOPPING):
         return True
     return bool(report.log_data) or (

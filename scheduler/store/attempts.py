@@ -391,8 +391,11 @@ def finish_if_done(
     attempt.ended_at = now  # its GPUs went back part by part, as each part became final
     with session.no_autoflush:  # the parts' and attempt's changes go in one flush later
         job = get_job(session, attempt.job_id, for_update=True)
-    job.attained_gpu_s += gpu_seconds(attempt, now)
-    move_job(session, job, previous, attempt, now, retry)
+    served = gpu_seconds(attempt, now)  # added in the job's own move, a statement less
+    if not move_job(
+        session, job, previous, attempt, now, retry, attained_gpu_s=JobRow.attained_gpu_s + served
+    ):
+        job.attained_gpu_s += served
     return Effects(schedule=True)
 
 

@@ -57,8 +57,11 @@ def move_job(
     attempt: AttemptRow,
     now: datetime,
     settings: RetrySettings,
-) -> None:
-    """Apply what follows the end of ``attempt`` (ended, with its reason and exit code)."""
+    **also: object,
+) -> bool:
+    """Apply what follows the end of ``attempt`` (ended, with its reason and exit code),
+    setting the job's fields ``also`` in the same statement; whether the job moved (it
+    was still in ``previous``)."""
     assert attempt.reason is not None
     reason, exit_code = attempt.reason, attempt.exit_code
     ended = Ended(
@@ -70,11 +73,13 @@ def move_job(
         earlier_failures=earlier_failures(session, attempt) if reason in FAILURES else (),
     )
     step = next_step(JobSpec.model_validate(job.spec), ended, settings)
-    fields: dict[str, object] = {"termination_reason": reason, "exit_code": exit_code}
+    fields: dict[str, object] = {"termination_reason": reason, "exit_code": exit_code, **also}
     if step.status is JobStatus.PENDING:
         fields["not_before"] = now + timedelta(seconds=step.delay_s) if step.delay_s else None
         if step.counts:
             fields["retries_used"] = job.retries_used + 1
     else:
         fields["ended_at"] = now
-    transition_job(session, job.id, previous, step.status, now=now, message=step.message, **fields)
+    return transition_job(
+        session, job.id, previous, step.status, now=now, message=step.message, **fields
+    )

@@ -1,4 +1,5 @@
-"""Quick syncs answered from memory: only the same sync, only while the node is unchanged."""
+"""Quick syncs answered from memory: only the same sync, only while the node is unchanged;
+reports written with the memo's read only where it can tell what the read would say."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ import time
 
 import pytest
 
-from scheduler.domain.sync import AttemptState, GpuSample, SyncReply, SyncRequest
+from scheduler.domain.status import AttemptStatus, PartState
+from scheduler.domain.sync import AttemptReport, AttemptState, GpuSample, SyncReply, SyncRequest
 from scheduler.services.sync_memo import SyncMemos
-from scheduler.store.agent_sync import QuickSync
+from scheduler.store.agent_sync import LivePart, QuickSync
 from tests.factories import node_facts, report
 
 NODE = node_facts("n1", 2)
@@ -67,3 +69,51 @@ def test_nothing_is_kept_from_a_read_the_node_changed_during() -> None:
     assert memos.answer(sync()) is None
     memos.keep(sync(), quick(reply=None), asyncio.Event(), time.monotonic())
     assert memos.answer(sync()) is None  # a read with reports to write answers nothing
+
+
+def part(attempt_id: int, state: PartState = PartState.RUNNING, log_bytes: int = 0) -> LivePart:
+    return LivePart(
+        attempt_id, state, 0, log_bytes, AttemptStatus.RUNNING, None, 1, attempt_id,
+        f"job-{attempt_id}", "digest", None, None, "default", "n1", 1, None, None, None,
+        None, "0",
+    )  # fmt: skip
+
+
+def kept_running(*attempts: int, log_bytes: int = 0) -> SyncMemos:
+    """A memo of n1 from a sync that reported ``attempts`` running, as its read found."""
+    memos = SyncMemos(keep_s=60)
+    parts = tuple(part(a, log_bytes=log_bytes) for a in attempts)
+    read = QuickSync(
+        node_id=1, gpu_ids={0: 10, 1: 11}, last_sample_at=None, reply=REPLY, parts=parts
+    )
+    memos.keep(sync(attempts=attempts), read, asyncio.Event(), time.monotonic())
+    return memos
+
+
+def ended(attempt_id: int, log: tuple[int, bytes] = (0, b"")) -> AttemptReport:
+    return report(attempt_id, AttemptState.EXITED, exit_code=0, log=log)
+
+
+def test_reports_to_apply_are_written_as_the_memo_read_them() -> None:
+    memos = kept_running(7, 8, log_bytes=42)
+    req = SyncRequest(node=NODE, gpu_samples=sync().gpu_samples, attempts=[ended(7), report(8)])
+    assert memos.answer(req) is None  # an end to write: no plain answer
+    found = memos.ahead(req)
+    assert found is not None and found.reply is None and found.node_id == 1
+    assert found.before == REPLY.model_copy(update={"log_acks": {7: 42, 8: 42}})
+    assert memos.ahead(req) is None  # the memo ended: its node is about to change
+
+
+def test_reports_are_not_written_from_a_memo_that_cannot_tell() -> None:
+    samples = sync().gpu_samples
+    cases = {
+        "a part it read is no longer reported": [ended(7)],
+        "an attempt it did not read": [ended(7), report(8), report(9)],
+        "log bytes, acknowledged only once written": [ended(7, (0, b"x")), report(8)],
+        "nothing to apply": [report(7), report(8)],
+    }
+    for why, reports in cases.items():
+        req = SyncRequest(node=NODE, gpu_samples=samples, attempts=reports)
+        assert kept_running(7, 8).ahead(req) is None, why
+    sick = sync(healthy=False).model_copy(update={"attempts": [ended(7), report(8)]})
+    assert kept_running(7, 8).ahead(sick) is None  # GPU health to write: the full path

@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from scheduler.cycle import CycleReport, run_cycle
 from scheduler.domain.sync import AttemptReport, GpuSample, NodeFacts, SyncReply, SyncRequest
 from scheduler.runtime import Runtime
-from scheduler.services.agents import flush_readings
+from scheduler.services.agents import flush_readings, wait_written
 from scheduler.store.models import (
     AllocationRow,
     AttemptRow,
@@ -109,9 +109,11 @@ class Api:
         gpu_samples: Iterable[GpuSample] = (),
     ) -> SyncReply:
         """Sync as an agent; what a quick sync leaves to write (last seen, readings) is
-        written before this returns, as the server's flusher would within a second."""
+        written before this returns, as the server's flusher would within a second, and
+        so are reports whose write went on behind the reply."""
         body = sync_body(facts, *reports, wait_s=wait_s, gpu_samples=gpu_samples)
         reply = SyncReply.model_validate(self.ok("POST", SYNC, json=body))
+        wait_written(self.rt)
         flush_readings(self.rt)
         return reply
 

@@ -15,16 +15,17 @@ from sqlalchemy import event, func, select
 
 from scheduler.api import deps
 from scheduler.api.app import create_app
+from scheduler.domain.status import PartState
 from scheduler.domain.sync import AttemptState, GpuSample, HostSample, SyncReply, SyncRequest
 from scheduler.runtime import Runtime
 from scheduler.services import agents
 from scheduler.settings import ServerSettings
 from scheduler.store.agent_sync import desired_state, quick_sync
 from scheduler.store.db import Database
-from scheduler.store.models import GpuSampleRow, HostSampleRow, NodeRow
+from scheduler.store.models import AttemptPartRow, GpuSampleRow, HostSampleRow, NodeRow
 from scheduler.store.nodes import get_node
 from scheduler.store.telemetry import NodeReading, write_readings
-from tests.factories import node_facts, report
+from tests.factories import exited, node_facts, report
 from tests.integration.api.harness import SYNC, Api, sync_body
 
 NODE = node_facts("n1", 2)
@@ -235,6 +236,26 @@ def test_a_repeated_sync_of_an_unchanged_node_is_answered_from_memory(
     assert replies == [first]
     agents.flush_readings(api.rt)  # its readings were kept all the same
     assert node_row(api).last_seen_at is not None
+
+
+def test_an_end_reported_after_a_kept_read_is_written_without_reading_first(
+    api: Api, no_timer: None
+) -> None:
+    if api.rt.db.is_sqlite:
+        pytest.skip("SQLite reads a sync before its group commit")
+    attempt_id = running_on_n1(api)
+    body = sync_body(NODE, report(attempt_id))
+    api.ok("POST", SYNC, json=body)  # the start's wake-up may reach the node after this read
+    api.ok("POST", SYNC, json=body)  # kept
+    end = sync_body(NODE, exited(attempt_id, 0))
+    replies: list[object] = []
+    sent = statements_during(api, lambda: replies.append(api.ok("POST", SYNC, json=end)))
+    assert not [sql for sql in sent if "nodes.hostname" in sql]  # no read of the node first
+    assert [sql for sql in sent if "FOR NO KEY UPDATE" in sql]  # its write
+    assert SyncReply.model_validate(replies[0]).run == []  # after the write (report_wait_s)
+    with api.rt.db.read() as session:
+        part = session.scalars(select(AttemptPartRow)).one()
+        assert part.state is PartState.EXITED and part.exit_code == 0
 
 
 def test_a_placement_on_the_node_ends_its_memo(api: Api, no_timer: None) -> None:

@@ -125,9 +125,11 @@ def test_a_held_sync_returns_with_the_attempt_the_servers_cycle_placed(
 @dataclass
 class FakeAgent:
     """Syncs in a loop; reports what it was sent running, then exited 0 in random order.
+    As a real agent, it reports an ended attempt until a reply no longer lists it (a
+    reply may come before the server wrote the end).
 
     ``violations`` gets every placement that reuses a GPU of an attempt this agent has
-    not yet reported exited, and every attempt sent again after it ended.
+    not yet reported exited, and every attempt sent again after a reply unlisted it.
     """
 
     cluster: LocalCluster
@@ -137,6 +139,7 @@ class FakeAgent:
     violations: list[str] = field(default_factory=list)
     running: dict[int, list[int]] = field(default_factory=dict)  # attempt -> GPU indices
     reported: set[int] = field(default_factory=set)  # reported running at least once
+    ending: set[int] = field(default_factory=set)  # reported exited, still listed
     ended: set[int] = field(default_factory=set)
     error: BaseException | None = None
 
@@ -151,16 +154,20 @@ class FakeAgent:
 
     def _sync_once(self, http: httpx.Client, rng: random.Random) -> None:
         ending = [a for a in sorted(self.running) if a in self.reported and rng.random() < 0.4]
-        reports = [exited(a, 0) for a in ending]
-        reports += [report(a) for a in self.running if a not in ending]
-        reply = sync(http, self.facts, *reports, wait_s=AGENT_WAIT_S)
         for attempt in ending:
             del self.running[attempt]
+            self.ending.add(attempt)
+        reports = [exited(a, 0) for a in sorted(self.ending)]
+        reports += [report(a) for a in self.running]
+        reply = sync(http, self.facts, *reports, wait_s=AGENT_WAIT_S)
+        listed = {launch.attempt_id for launch in reply.run}
+        for attempt in self.ending - listed:
+            self.ending.discard(attempt)
             self.ended.add(attempt)
         self.reported |= set(self.running)
         busy = {i for indices in self.running.values() for i in indices}
         for launch in reply.run:
-            if launch.attempt_id in self.running:
+            if launch.attempt_id in self.running or launch.attempt_id in self.ending:
                 continue
             if launch.attempt_id in self.ended:
                 self.violations.append(f"{self.facts.name}: attempt {launch.attempt_id} again")
