@@ -10,10 +10,11 @@ the agents. At the end, from the database history:
   intervals never overlap) and no job ran two attempts at once;
 - the counts add up: every job in the database is terminal and succeeded.
 
-CI runs a small version; the full one (2,000 jobs, 10 server kills) is
+CI runs a small version on SQLite and on PostgreSQL; the full one (2,000 jobs, 10
+server kills) is
 
     CRASH_JOBS=2000 CRASH_KILLS=10 .venv/bin/pytest tests/e2e/test_crash_safety.py -s
-    .venv/bin/python benchmarks/crash.py --jobs 2000 --kills 10
+    .venv/bin/python benchmarks/crash.py --jobs 2000 --kills 10 [--database-url URL]
 """
 
 from __future__ import annotations
@@ -131,11 +132,14 @@ def chaos(cluster: LocalCluster, kills: int, submitting: threading.Thread, seed:
     return done
 
 
-def run_crash(data_dir: Path, jobs: int, kills: int, seed: int = 1) -> dict[str, float]:
-    """The whole scenario; asserts the invariants and returns the figures."""
-    cluster = LocalCluster(
-        data_dir, server_args=("--node-timeout-s", "3", "--retry-backoff-s", "0.2")
-    )
+def run_crash(
+    data_dir: Path, jobs: int, kills: int, seed: int = 1, database_url: str | None = None
+) -> dict[str, float]:
+    """The whole scenario, on SQLite in the data dir or on ``database_url``; asserts the
+    invariants and returns the figures."""
+    url = database_url or f"sqlite:///{data_dir / 'server' / 'corral.db'}"
+    args = ("--node-timeout-s", "3", "--retry-backoff-s", "0.2", "--database-url", url)
+    cluster = LocalCluster(data_dir, server_args=args)
     started = time.monotonic()
     with cluster:
         cluster.start_server()
@@ -155,7 +159,7 @@ def run_crash(data_dir: Path, jobs: int, kills: int, seed: int = 1) -> dict[str,
             if not cluster.agents[name].alive():
                 cluster.start_agent(name, gpus)
         _wait_all_terminal(cluster, timeout_s=max(120.0, jobs * 0.5))
-    db = Database(f"sqlite:///{data_dir / 'server' / 'corral.db'}")
+    db = Database(url)
     try:
         _assert_history(db, tally)
         statuses = job_statuses(db)
@@ -199,10 +203,13 @@ def _assert_history(db: Database, tally: Tally) -> None:
     assert_no_attempt_overlap(db)
 
 
-def test_acknowledged_jobs_end_once_through_server_and_agent_kills(tmp_path: Path) -> None:
+def test_acknowledged_jobs_end_once_through_server_and_agent_kills(
+    tmp_path: Path, upgraded_database_url: str
+) -> None:
+    """On both backends: on PostgreSQL an agent's reports are written after the reply."""
     jobs = int(os.environ.get("CRASH_JOBS", "300"))
     kills = int(os.environ.get("CRASH_KILLS", "5"))
-    figures = run_crash(tmp_path, jobs, kills)
+    figures = run_crash(tmp_path, jobs, kills, database_url=upgraded_database_url)
     print(figures)
     assert figures["jobs_acknowledged"] == jobs
     assert figures["server_kills"] >= kills
