@@ -19,7 +19,14 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from scheduler.cycle import CycleReport, run_cycle
-from scheduler.domain.sync import AttemptReport, GpuSample, NodeFacts, SyncReply, SyncRequest
+from scheduler.domain.sync import (
+    AttemptLaunch,
+    AttemptReport,
+    GpuSample,
+    NodeFacts,
+    SyncReply,
+    SyncRequest,
+)
 from scheduler.runtime import Runtime
 from scheduler.services.agents import flush_readings, wait_written
 from scheduler.store.models import (
@@ -30,7 +37,7 @@ from scheduler.store.models import (
     NodeRow,
     QueueRow,
 )
-from tests.factories import job_spec
+from tests.factories import job_spec, report
 
 JOBS = "/api/v1/jobs"
 QUEUES = "/api/v1/queues"
@@ -119,6 +126,15 @@ class Api:
 
     def cycle(self) -> CycleReport:
         return run_cycle(self.rt)
+
+    def running_on(self, facts: NodeFacts) -> AttemptLaunch:
+        """A new job placed on ``facts``' node, its part reported running by the agent."""
+        self.sync(facts)
+        self.submit()
+        self.cycle()
+        (launch,) = self.sync(facts).run
+        self.sync(facts, report(launch.attempt_id))
+        return launch
 
     def counts(self) -> dict[str, int]:
         with self.rt.db.read() as session:

@@ -54,12 +54,7 @@ def sample_rows(api: Api) -> tuple[int, int]:
 
 def running_on_n1(api: Api) -> int:
     """A job placed on n1 whose part the agent has reported running; its attempt id."""
-    api.sync(NODE)
-    api.submit()
-    api.cycle()
-    (launch,) = api.sync(NODE).run
-    api.sync(NODE, report(launch.attempt_id))
-    return launch.attempt_id
+    return api.running_on(NODE).attempt_id
 
 
 def post_sync(http: TestClient, token: str, body: dict[str, object]) -> int:

@@ -14,23 +14,13 @@ from typing import Any
 
 import pytest
 
-from scheduler.domain.sync import AttemptLaunch, SyncReply
+from scheduler.domain.sync import SyncReply
 from scheduler.services import agents
 from tests.factories import exited, node_facts, report
 from tests.integration.api.harness import SYNC, Api, sync_body
 
 NODE = node_facts("n1", 2)
 GATE_S = 30.0  # a held write's longest wait: a test that forgets its gate still ends
-
-
-def running_on_n1(api: Api) -> AttemptLaunch:
-    """A job placed on n1 whose part the agent has reported running; its launch."""
-    api.sync(NODE)
-    api.submit()
-    api.cycle()
-    (launch,) = api.sync(NODE).run
-    api.sync(NODE, report(launch.attempt_id))
-    return launch
 
 
 def answer_before_writes(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -73,7 +63,7 @@ def later(action: Callable[[], None], delay_s: float) -> threading.Timer:
 def test_an_end_is_answered_as_read_while_its_write_goes_on(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    launch = running_on_n1(api)
+    launch = api.running_on(NODE)
     gate = threading.Event()
     if api.rt.db.is_sqlite:
         gate.set()  # the group commit: its reply waits for the write whatever the setting
@@ -101,7 +91,7 @@ def test_a_write_that_fails_behind_its_reply_is_reported_again(
 ) -> None:
     if api.rt.db.is_sqlite:
         pytest.skip("SQLite answers a sync after its commit, a failed one with its error")
-    launch = running_on_n1(api)
+    launch = api.running_on(NODE)
     gate = threading.Event()
     hold_writes(monkeypatch, gate, fail=True)
     answer_before_writes(api, monkeypatch)
@@ -146,7 +136,7 @@ def test_a_node_has_one_write_running_and_its_newest_sync_waiting(
 def test_log_bytes_are_acknowledged_only_once_written(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    launch = running_on_n1(api)
+    launch = api.running_on(NODE)
     gate = threading.Event()
     hold_writes(monkeypatch, gate)
     answer_before_writes(api, monkeypatch)
@@ -162,7 +152,7 @@ def test_log_bytes_are_acknowledged_only_once_written(
 def test_an_end_reported_again_once_written_writes_nothing(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    launch = running_on_n1(api)
+    launch = api.running_on(NODE)
     api.sync(NODE, exited(launch.attempt_id, 0))  # written
     gate = threading.Event()
     gate.set()
