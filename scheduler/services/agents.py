@@ -244,7 +244,7 @@ def _readings_of(rt: Runtime) -> Readings:
 
 
 def _writes_of(rt: Runtime) -> ReportWrites:
-    return kept_for(_writes, rt, lambda: ReportWrites(partial(_apply_reports, rt)))
+    return kept_for(_writes, rt, ReportWrites)
 
 
 def _memos_of(rt: Runtime) -> SyncMemos:
@@ -322,7 +322,7 @@ async def _write_reports(
     committed, or the reply as read (``quick.before``) if the write takes longer than
     ``report_wait_s``, which then goes on behind it. None: the node was lost meanwhile."""
     writes = _writes_of(rt)
-    write = writes.put(req, quick, received)
+    write = writes.put(req, quick, received, partial(_apply_reports, rt))
     _start_flusher(rt)
     written = asyncio.wrap_future(write.done)
     wait_s = rt.settings.report_wait_s

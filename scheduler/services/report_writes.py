@@ -40,6 +40,7 @@ class Write:
     req: SyncRequest
     quick: QuickSync
     received: float  # perf_counter() when its first sync arrived
+    apply: Apply
     done: Future[SyncReply | None] = field(default_factory=Future)
     wanted: bool = True  # a sync still waits for the reply
 
@@ -52,22 +53,21 @@ Apply = Callable[[Write, Callable[[], bool]], SyncReply | None]
 class ReportWrites:
     """Each node's running and waiting write, in one server process."""
 
-    def __init__(self, apply: Apply) -> None:
-        self._apply = apply
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self._running: dict[int, Write] = {}  # node id -> its write in a thread
         self._waiting: dict[int, Write] = {}  # node id -> the one after it
 
-    def put(self, req: SyncRequest, quick: QuickSync, received: float) -> Write:
-        """The write that will apply ``req``'s reports: a new one, or the node's waiting
-        one, which now writes ``req`` instead of the older request."""
+    def put(self, req: SyncRequest, quick: QuickSync, received: float, apply: Apply) -> Write:
+        """The write that will apply ``req``'s reports with ``apply``: a new one, or the
+        node's waiting one, which now writes ``req`` instead of the older request."""
         node = quick.node_id
         with self._lock:
             queued = self._waiting.get(node)
             if queued is not None:
                 queued.req, queued.quick, queued.wanted = req, quick, True
                 return queued
-            write = Write(req, quick, received)
+            write = Write(req, quick, received, apply)
             if node in self._running:
                 self._waiting[node] = write
                 return write
@@ -90,7 +90,7 @@ class ReportWrites:
     def _run(self, write: Write) -> None:
         node = write.quick.node_id
         try:
-            write.done.set_result(self._apply(write, self._wanted(write)))
+            write.done.set_result(write.apply(write, self._wanted(write)))
         except Exception as exc:
             log.warning("could not write the reports of node %s; it reports them again: %s",
                         write.req.node.name, exc)  # fmt: skip

@@ -242,7 +242,8 @@ def test_no_gpu_is_double_booked_under_concurrent_submits_and_syncs(
         for thread in threads:
             thread.join(timeout=60)
         server.stop()
-    assert sum(len(a.ended) for a in agents) == JOB_COUNT
+    # reported ended; the last ones may not have been unlisted by a reply yet
+    assert sum(len(a.ended | a.ending) for a in agents) == JOB_COUNT
 
     db = Database(upgraded_database_url)
     try:
