@@ -292,8 +292,11 @@ def _known(rt: Runtime, req: SyncRequest) -> QuickSync | None:
     reports to apply (``apply_reports``, on PostgreSQL ``_write_reports``; on SQLite in
     the group commit). None: the node is new, lost or reports new facts."""
     s = rt.settings
+    before = not rt.db.is_sqlite and s.report_wait_s is not None  # else no reply is as read
     with rt.db.read() as session:
-        return quick_sync(session, req, s.checkpoints, s.agent_sync_interval_s, s.node_timeout_s)
+        return quick_sync(
+            session, req, s.checkpoints, s.agent_sync_interval_s, s.node_timeout_s, before
+        )
 
 
 def _apply_reports(rt: Runtime, write: Write, wanted: Callable[[], bool]) -> SyncReply | None:

@@ -438,7 +438,7 @@ class QuickSync:
     last_sample_at: datetime | None
     reply: SyncReply | None
     parts: tuple[LivePart, ...] = ()  # the node's live parts as read
-    # with reports to apply: the reply as read, before them (``as_read``)
+    # with reports to apply: the reply as read, before they are written
     before: SyncReply | None = None
 
     def answers(self, req: SyncRequest, read: SyncRequest) -> bool:
@@ -483,6 +483,7 @@ def quick_sync(
     checkpoints: Path,
     interval_s: float,
     node_timeout_s: float | None = None,
+    answer_before_write: bool = False,
 ) -> QuickSync | None:
     """What a read tells of a sync: None when the node is new, lost or reports other facts
     (``apply_sync`` has it all to do), else a QuickSync, with the reply when nothing
@@ -494,6 +495,8 @@ def quick_sync(
     reported attempt is a running part with no new log bytes or progress, and that no
     unreported part would end. What is left to write (last seen, readings) is the
     caller's, and may be written later in a batch: it is telemetry, not job state.
+    With ``answer_before_write``, a sync with reports to apply that may be answered
+    before their write also gets the reply as read (``QuickSync.before``).
     """
     facts = req.node
     rows = session.execute(_NODE_GPUS, {"name": facts.name}).all()
@@ -510,7 +513,7 @@ def quick_sync(
         return None
     parts = live_part_rows(session, node_id)
     applies = not _nothing_to_apply(parts, req.attempts)
-    if applies and not may_answer_before_write(req):
+    if applies and not (answer_before_write and may_answer_before_write(req)):
         return QuickSync(node_id, gpu_ids, last_sample_at, None, tuple(parts))
     shown = "drained" if drained else state
     reply = _reply(session, node_id, shown, parts, req, checkpoints, interval_s, node_timeout_s)
