@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,13 @@ def _duration(value: str, flag: str, *, positive: bool) -> float:
     if positive and seconds <= 0:
         raise CliError(f"{flag}: must be longer than 0s")
     return float(seconds)
+
+
+def _service_loss(value: str | None) -> float:
+    """``--service-loss``: ``any`` (no limit) or a duration."""
+    if value is None or value.strip().lower() == "any":
+        return math.inf
+    return _duration(value, "--service-loss", positive=False)
 
 
 def _policy_options(command: Any) -> Any:
@@ -84,6 +92,14 @@ def _policy_options(command: Any) -> Any:
             show_default=True,
             metavar="DURATION",
             help="half-life of the queues' decayed usage (fair-share history)",
+        ),
+        click.option(
+            "--service-loss",
+            default="any",
+            show_default=True,
+            metavar="DURATION",
+            help="reclaim_las stops for service only attempts that would lose at most "
+            "this much work since their last checkpoint",
         ),
     ]
     for option in reversed(options):
@@ -342,6 +358,7 @@ def _policy_settings(flags: dict[str, Any]) -> dict[str, Any]:
             str(flags["usage_half_life"]), "--usage-half-life", positive=True
         ),
         min_runtime_s=_duration(str(flags["min_runtime"]), "--min-runtime", positive=False),
+        service_loss_s=_service_loss(flags.get("service_loss")),
     )
     return {
         "ordering": flags["policy_ordering"],

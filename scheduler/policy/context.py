@@ -31,6 +31,7 @@ when missing):
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -61,6 +62,9 @@ class PolicyParams:
     usage_half_life_s: float = 7 * DAY_S  # decayed usage breaks fair-share ties (Slurm-like)
     min_runtime_s: float = 300.0  # an attempt younger than this is never preempted
     las_thresholds_gpu_s: tuple[float, ...] = (3_600.0, 36_000.0)  # 2D-LAS queue boundaries
+    # service preemption (``reclaim_las``) stops only attempts that would lose at most
+    # this much work: seconds since their last checkpoint (or their start); inf: any
+    service_loss_s: float = math.inf
     # backfill: a reservation counts a preemptible attempt's GPUs as free from when it may
     # be preempted (start + min_runtime_s), so preemption can clear a reservation that is
     # due; False: only time limits count (suits the "none" preemption)

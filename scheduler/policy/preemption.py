@@ -91,7 +91,9 @@ def reclaim_las(ctx: Context, decisions: Decisions, place: Place) -> tuple[Preem
     victim's queue is at or above its fair share and keeps its guarantees, and the
     waiting job's queue is below its own share (so service never breaks fair share).
     The ``min_runtime_s`` rule bounds the churn; at most ``SERVICE_TRIES`` waiting jobs
-    are tried a cycle.
+    are tried a cycle. With ``params.service_loss_s`` finite, only attempts that would
+    lose at most that much work (``work_at_risk_s``: since their last checkpoint, or
+    their start) may go: a long run gives way just after it saved its work.
 
     Example, 8 GPUs, one queue, bands at 3,600 GPU-s: an 8-GPU job has run 10 minutes
     (4,800 GPU-s, band 1); a new 2-GPU job (band 0) waits: the 8-GPU job is preempted.
@@ -175,6 +177,14 @@ def running_service(ctx: Context, running: RunningJob) -> float:
     """GPU-seconds a running job attained, its current attempt included."""
     elapsed = max(0.0, ctx.snapshot.now - running.started_at)
     return running.attained_gpu_s + elapsed * len(running.gpus)
+
+
+def work_at_risk_s(now: float, running: RunningJob) -> float:
+    """Seconds of work an attempt would lose if stopped now: since its last checkpoint,
+    or since its start when it has none yet."""
+    checkpoint = running.last_checkpoint_at
+    since = checkpoint if checkpoint is not None and checkpoint > running.started_at else None
+    return max(0.0, now - (since if since is not None else running.started_at))
 
 
 def _service_possible(ctx: Context) -> bool:
@@ -331,9 +341,12 @@ class _Run:
         """Stop attempts of jobs in higher service bands than ``job`` (``reclaim_las``)."""
         own = band(self.ctx, job.attained_gpu_s)
         under_share = self.ledger.over_share(job.queue) + job.request.total_gpus <= EPSILON
+        now, max_loss = self.ctx.snapshot.now, self.ctx.params.service_loss_s
 
         def can_give(ledger: Ledger, running: RunningJob) -> bool:
             if band(self.ctx, running_service(self.ctx, running)) <= own:
+                return False
+            if work_at_risk_s(now, running) > max_loss:
                 return False
             if running.queue == job.queue:
                 return True

@@ -114,6 +114,7 @@ class Engine:
         cycle_interval_s: float = 0.0,
         wake_ups: bool = True,
         min_runtime_s: float = PolicyParams().min_runtime_s,
+        checkpoint_wake_ups: bool = False,
     ) -> None:
         self.state = state
         self.cycle_interval_s = cycle_interval_s
@@ -129,6 +130,7 @@ class Engine:
         self._tick_at: float | None = None  # a deferred cycle's time, if one is due
         self.wake_ups = wake_ups
         self.min_runtime_s = min_runtime_s
+        self.checkpoint_wake_ups = checkpoint_wake_ups
         self._wake_at: float | None = None  # the wake-up the last cycle asked for, if any
         self._young: deque[tuple[float, int]] = deque()  # (start, attempt id), start order
         views = state.ledger.views.values()
@@ -276,6 +278,8 @@ class Engine:
                 at = start
         if self.may_preempt and decisions.waits and self._may_be_owed():
             at = min(at, self._next_settled(now))
+        if self.checkpoint_wake_ups and self.may_preempt and decisions.waits:
+            at = min(at, self.state.next_checkpoint_at())
         wake = None if math.isinf(at) else at
         if wake != self._wake_at:
             self._wake_at = wake

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -187,6 +188,7 @@ def replay(
         cycle_interval_s=config.cycle_interval_s,
         wake_ups=config.wake_ups,
         min_runtime_s=params.min_runtime_s,
+        checkpoint_wake_ups=math.isfinite(params.service_loss_s),
     )
     stats = engine.run()
     summary, jct = summarize(state, recorder, rejected=len(jobs) - len(arrivals))

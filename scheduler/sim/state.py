@@ -334,6 +334,13 @@ class SimState:
         if at < attempt.ends_at:
             heapq.heappush(self._checkpoints, (at, attempt.view.attempt_id))
 
+    def next_checkpoint_at(self) -> float:
+        """When the next live attempt reports a checkpoint (inf: none will)."""
+        heap, attempts = self._checkpoints, self.attempts
+        while heap and heap[0][1] not in attempts:
+            heapq.heappop(heap)  # its attempt ended before it
+        return heap[0][0] if heap else math.inf
+
     def _refresh_checkpoints(self, now: float) -> None:
         """Report the checkpoints taken by ``now`` in the running views (as agents would)."""
         heap = self._checkpoints

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from .conftest import Cli
         (["--usage-half-life", "a week"], "error: --usage-half-life: not a duration: "),
         (["--usage-half-life", "0"], "error: --usage-half-life: must be longer than 0s"),
         (["--min-runtime", "5 minutes"], "error: --min-runtime: not a duration: "),
+        (["--service-loss", "soon"], "error: --service-loss: not a duration: "),
     ],
 )
 def test_a_bad_policy_flag_is_one_line_at_start(
@@ -42,6 +44,7 @@ def test_the_flags_fill_the_settings() -> None:
         "policy_preemption": "p",
         "min_runtime": "0",
         "usage_half_life": "1d",
+        "service_loss": "2m",
     }
     chosen = _policy_settings(flags)
     assert {k: v for k, v in chosen.items() if k != "params"} == {
@@ -51,6 +54,8 @@ def test_the_flags_fill_the_settings() -> None:
         "preemption": "p",
     }
     assert (chosen["params"].min_runtime_s, chosen["params"].usage_half_life_s) == (0, 86_400)
+    assert chosen["params"].service_loss_s == 120.0
+    assert _policy_settings({**flags, "service_loss": "any"})["params"].service_loss_s == math.inf
     rest = PolicyParams()
     assert chosen["params"].las_thresholds_gpu_s == rest.las_thresholds_gpu_s
 

@@ -3,12 +3,14 @@ rules of fair share; plain ``reclaim`` never does."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 from scheduler.domain.decisions import Preemption
 from scheduler.domain.snapshot import QueueView, Snapshot
+from scheduler.policy.context import PolicyParams
 from scheduler.policy.placement import best_fit
-from scheduler.policy.preemption import reclaim, reclaim_las
+from scheduler.policy.preemption import reclaim, reclaim_las, work_at_risk_s
 from tests.unit.policy.fair_builders import NOW, all_wait, cluster, context, pending, running
 
 TEAM = QueueView("team")
@@ -55,3 +57,30 @@ def test_across_queues_only_from_a_queue_over_its_share() -> None:
     # with "other" guaranteed nothing and "team" guaranteed all 8, team keeps them
     guarded = QueueView("team", guaranteed_gpus=8)
     assert _las(_snapshot(guarded, OTHER, waiting_queue="other")) == ()
+
+
+def _with_checkpoint(at: float | None) -> Snapshot:
+    runner = replace(LONG_RUNNER, last_checkpoint_at=at)
+    job = pending(2, "team", 2)
+    return cluster([("n", 8)], queues=[TEAM], pending_jobs=[job], running_jobs=[runner])
+
+
+def _las_losing_at_most(snapshot: Snapshot, seconds: float) -> list[int]:
+    params = PolicyParams(service_loss_s=seconds)
+    return [p.job_id for p in reclaim_las(context(snapshot, params), all_wait(snapshot), best_fit)]
+
+
+def test_a_service_loss_limit_stops_only_attempts_just_checkpointed() -> None:
+    # the long runner started 600 s ago; its work since its checkpoint is what it loses
+    assert _las_losing_at_most(_with_checkpoint(NOW - 60), 120.0) == [1]  # loses 60 s
+    assert _las_losing_at_most(_with_checkpoint(NOW - 300), 120.0) == []  # would lose 300 s
+    assert _las_losing_at_most(_with_checkpoint(None), 120.0) == []  # 600 s since its start
+    assert _las_losing_at_most(_with_checkpoint(None), 600.0) == [1]
+    assert _las_losing_at_most(_with_checkpoint(NOW - 300), math.inf) == [1]  # the default
+
+
+def test_work_at_risk_counts_from_the_later_of_start_and_checkpoint() -> None:
+    assert work_at_risk_s(NOW, replace(LONG_RUNNER, last_checkpoint_at=NOW - 50)) == 50.0
+    # a checkpoint older than the attempt (an earlier attempt's) does not count
+    assert work_at_risk_s(NOW, replace(LONG_RUNNER, last_checkpoint_at=NOW - 900)) == 600.0
+    assert work_at_risk_s(NOW, LONG_RUNNER) == 600.0

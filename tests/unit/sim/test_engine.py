@@ -252,3 +252,26 @@ def test_an_attempt_passing_its_minimum_runtime_wakes_the_simulator_for_a_guaran
     assert state.jobs[2].first_started_at == 300.0
     assert state.jobs[1].preemptions == 1
     assert result.stats.wake_ups >= 1
+
+
+def test_service_preemption_waits_for_the_victims_next_checkpoint() -> None:
+    # One GPU. Job 1 (20,000 s) starts at 0, checkpoints every 900 s; job 2 (100 s)
+    # arrives at 4,000, when job 1 has had 4,000 GPU-s (2D-LAS band 1, job 2 band 0).
+    # Job 1 would lose the 400 s since its checkpoint at 3,600: more than the 120 s
+    # allowed, so job 2 waits; the simulator wakes at the checkpoint of 4,500, job 1 is
+    # stopped losing nothing, job 2 runs 4,500-4,600, job 1 pays its 60 s restart and
+    # runs its last 15,500 s: it ends at 20,160.
+    jobs = [trace_job(1, 1, 20_000), trace_job(2, 1, 100, at=4_000)]
+    config = SimConfig(parse_shape("1x1"), cost=CostModel(60.0, 900.0))
+    limited = simulate(
+        jobs, config, PolicyChoice.parse("las+preemption=reclaim_las+service_loss_s=120")
+    )
+    first, second = _state(limited).jobs[1], _state(limited).jobs[2]
+    assert (second.first_started_at, second.ended_at) == (4_500.0, 4_600.0)
+    assert (first.ended_at, first.preemptions) == (20_160.0, 1)
+    assert first.lost_gpu_s == pytest.approx(60.0)  # the restart alone
+    # without the limit job 2 stops job 1 at once, which loses 400 s and the restart
+    anyway = simulate(jobs, config, PolicyChoice.parse("las+preemption=reclaim_las"))
+    first, second = _state(anyway).jobs[1], _state(anyway).jobs[2]
+    assert (second.first_started_at, first.ended_at) == (4_000.0, 20_560.0)
+    assert first.lost_gpu_s == pytest.approx(460.0)
