@@ -182,9 +182,9 @@ def running_service(ctx: Context, running: RunningJob) -> float:
 def work_at_risk_s(now: float, running: RunningJob) -> float:
     """Seconds of work an attempt would lose if stopped now: since its last checkpoint,
     or since its start when it has none yet."""
-    checkpoint = running.last_checkpoint_at
-    since = checkpoint if checkpoint is not None and checkpoint > running.started_at else None
-    return max(0.0, now - (since if since is not None else running.started_at))
+    start, checkpoint = running.started_at, running.last_checkpoint_at
+    since = checkpoint if checkpoint is not None and checkpoint > start else start
+    return max(0.0, now - since)
 
 
 def _service_possible(ctx: Context) -> bool:
