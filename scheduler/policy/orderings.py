@@ -10,6 +10,8 @@ No ordering mutates the context: progressive fills charge local copies.
   it as if placed; ties go to the smaller decayed usage, then the queue name. With orgs
   the org's deficit picks first, then its children's. Inside a queue: higher priority,
   then least attained GPU-service (Tiresias 2D-LAS), then earlier submission, then id.
+  Before all that go the jobs owed to their queue: those that keep it within
+  ``min(guarantee, fair share)``, what ``reclaim`` preempts for (``_owed_first``).
 - ``fair_share_sjf``: ``fair_share`` across queues; inside a queue, higher priority,
   then shortest time limit first (jobs without one last, by 2D-LAS), except that a job
   pending for ``params.sjf_aging_s`` since its submission has aged: aged jobs go before the
@@ -34,24 +36,26 @@ from __future__ import annotations
 import math
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import accumulate, repeat
 from operator import attrgetter, mul, sub, truediv
 
 from scheduler.domain.snapshot import PendingJob
 from scheduler.policy.context import Context, QueueState
-from scheduler.policy.fairshare import MIN_WEIGHT
+from scheduler.policy.fairshare import MIN_WEIGHT, guarantee
+from scheduler.policy.holdings import EPSILON
 
 
 def fair_share(ctx: Context) -> list[PendingJob]:
-    """Queues by normalised deficit (progressive fill), jobs by priority then 2D-LAS."""
-    return _progressive(ctx, _by_las_in_queue, _deficit_score)
+    """Owed guarantees first, then queues by normalised deficit (progressive fill); jobs
+    by priority then 2D-LAS."""
+    return _progressive(ctx, _by_las_in_queue, _deficit_score, guarantees_first=True)
 
 
 def fair_share_sjf(ctx: Context) -> list[PendingJob]:
     """Queues by normalised deficit; inside a queue shortest time limit first, with aging."""
     by_limit = shortest_first(ctx.snapshot.now, ctx.params.sjf_aging_s)
-    return _progressive(ctx, by_limit, _deficit_score)
+    return _progressive(ctx, by_limit, _deficit_score, guarantees_first=True)
 
 
 def shortest_first(now: float, aging_s: float) -> Callable[[list[PendingJob]], None]:
@@ -228,7 +232,11 @@ def _by_priority_fifo(jobs: list[PendingJob]) -> None:
 
 
 def _progressive(
-    ctx: Context, sort_jobs: Callable[[list[PendingJob]], None], score: LaneScore
+    ctx: Context,
+    sort_jobs: Callable[[list[PendingJob]], None],
+    score: LaneScore,
+    *,
+    guarantees_first: bool = False,
 ) -> list[PendingJob]:
     """The jobs in progressive-fill order (see the module docstring and above)."""
     jobs = list(ctx.snapshot.pending)
@@ -255,6 +263,8 @@ def _progressive(
         state = ctx.queues[org]
         usage = max(state.view.usage_gpu_s, sum(c.usage for c in children))
         top.append(_lane(state, _merge(children), ctx, score, usage))
+    if guarantees_first:
+        return _owed_first(top, ctx)
     return _merge(top, with_gpus=False)[0]
 
 
@@ -268,6 +278,55 @@ def _lane(
     base, scale = score(state, ctx)
     usage = state.view.usage_gpu_s if usage is None else usage
     return _Lane(state.view.name, usage, float(state.held), base, scale, *run)
+
+
+def _owed_first(lanes: list[_Lane], ctx: Context) -> list[PendingJob]:
+    """The progressive fill with each lane's owed jobs first: the jobs that, charged in
+    lane order (a job that would overshoot is passed over, not charged), keep the lane
+    within ``min(guarantee, fair share)``: what ``reclaim`` stops borrowers for. They go
+    first, lanes by normalised guarantee deficit; then every other job by ``_merge``,
+    the owed jobs charged to their lanes. Without this a queue between its guarantee and
+    its fair share could lose a GPU to reclaim and, being further below its fair share
+    than the owed queue, take it back in the next cycle: a preemption every
+    ``min_runtime_s``, none of it for the owed queue.
+
+    Example: 10 GPUs all held; A (guarantee 4, share 4) holds 2 and waits with jobs of 4
+    and 1 GPU; B (share 6, weight 3) holds 8 and waits with a 1-GPU job. A's 1-GPU job is
+    owed (2 + 1 <= 4; the 4-GPU job would overshoot): it goes first, then the others.
+    """
+    owed_lanes: list[_Lane] = []
+    rest: list[_Lane] = []
+    for lane in lanes:
+        floor = _owed_floor(ctx, lane.name)
+        room = floor - lane.held
+        if room < 1.0 - EPSILON:  # not even one GPU is owed: the usual lane
+            rest.append(lane)
+            continue
+        owed: list[PendingJob] = []
+        owed_gpus: list[int] = []
+        others: list[PendingJob] = []
+        other_gpus: list[int] = []
+        for job, gpus in zip(lane.jobs, lane.gpus, strict=True):
+            if 0 < gpus <= room + EPSILON:
+                owed.append(job)
+                owed_gpus.append(gpus)
+                room -= gpus
+            else:
+                others.append(job)
+                other_gpus.append(gpus)
+        owed_lanes.append(replace(lane, base=floor, jobs=owed, gpus=owed_gpus))
+        held = lane.held + sum(owed_gpus)
+        rest.append(replace(lane, held=held, jobs=others, gpus=other_gpus))
+    first = _merge(owed_lanes, with_gpus=False)[0] if owed_lanes else []
+    return first + _merge(rest, with_gpus=False)[0]
+
+
+def _owed_floor(ctx: Context, name: str) -> float:
+    """``min(guarantee, fair share)`` of a queue or org: GPUs reclaim returns to it."""
+    state = ctx.queues.get(name)
+    if state is None:
+        return 0.0
+    return min(float(guarantee(state.view)), state.fair_share)
 
 
 def _merge(lanes: Sequence[_Lane], *, with_gpus: bool = True) -> tuple[list[PendingJob], list[int]]:

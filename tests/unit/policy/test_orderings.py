@@ -107,6 +107,35 @@ def test_fair_share_org_deficit_is_considered_before_its_teams() -> None:
     assert {j.job_id for j in order} == {1, 2, 3}
 
 
+def _owed_case(extra: Sequence[PendingJob] = ()) -> Snapshot:
+    """16 GPUs: A (guarantee 4) holds 3, B (weight 4) 5, C 8 of its share of 2.4, not
+    preemptible. Shares A 4, B 9.6: A is owed a GPU; B is further below its share
+    (normalised deficits 1.0 and 1.15)."""
+    queues = [QueueView("A", guaranteed_gpus=4), QueueView("B", weight=4), QueueView("C")]
+    held = [
+        running(50, "A", "n", range(3)),
+        running(51, "B", "n", range(3, 8)),
+        running(52, "C", "n", range(8, 16), preemptible=False),
+    ]
+    jobs = [pending(1, "A"), *[pending(i, "B") for i in range(2, 8)], *extra]
+    return _snap(queues, jobs, held)
+
+
+def test_fair_share_serves_a_queue_owed_its_guarantee_first() -> None:
+    ctx = make_context(_owed_case())
+    assert ctx.queues["A"].fair_share == pytest.approx(4.0)
+    assert ctx.queues["B"].fair_share == pytest.approx(9.6)
+    assert [j.job_id for j in fair_share(ctx)] == [1, 2, 3, 4, 5, 6, 7]
+
+
+def test_fair_share_owed_jobs_are_those_within_the_guarantee() -> None:
+    # A's older 2-GPU job would take A past its guarantee: only the 1-GPU job is owed;
+    # the 2-GPU one then goes by deficit, charged with it: key (4 - 4) / 1 = 0, after
+    # B's jobs below its share, before B's next at (10 - 9.6) / 4
+    snap = _owed_case([pending(9, "A", gpus=2, submitted_at=0.5)])
+    assert _ids(fair_share, snap) == [1, 2, 3, 4, 5, 6, 9, 7]
+
+
 def test_fair_share_does_not_mutate_the_context() -> None:
     ctx = make_context(_snap([QueueView("A")], [pending(1, "A", gpus=4)]))
     before = {name: (s.held, s.fair_share) for name, s in ctx.queues.items()}

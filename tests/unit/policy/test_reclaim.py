@@ -470,3 +470,36 @@ def test_with_the_backfill_pass_a_due_reservation_stops_its_occupier_once() -> N
     assert _victims(first) == [5]
     assert first[0].message == "preempted to free the GPUs reserved for job 42, due now"
     assert _policy().decide(_apply(snap, first)).preemptions == ()
+
+
+def test_the_gpu_returned_for_a_guarantee_goes_to_the_owed_queue() -> None:
+    # 16 GPUs: A (guarantee 4) holds 3; B (weight 4) holds 5 one-GPU attempts, below
+    # its share of 9.6; C holds 8 (not preemptible) over its share. B is further below
+    # its share than A (normalised 1.15 against 1.0), yet A is owed its guarantee: the
+    # GPU taken from B for it must not go back to B in the next cycle (a preemption
+    # every ``min_runtime_s`` that never serves A)
+    queues = [QueueView("A", guaranteed_gpus=4), QueueView("B", weight=4), QueueView("C")]
+    b_runs = [running(61 + i, "B", "n", [3 + i], started_at=OLD) for i in range(5)]
+    held = [
+        running(50, "A", "n", range(3), started_at=OLD),
+        *b_runs,
+        running(52, "C", "n", range(8, 16), preemptible=False, started_at=OLD),
+    ]
+    jobs = [pending(1, "A"), *[pending(i, "B") for i in range(2, 8)]]
+    snap = cluster([("n", 16)], queues=queues, pending_jobs=jobs, running_jobs=held)
+    first = _policy().decide(snap)
+    assert first.placements == ()
+    [victim] = first.preemptions
+    assert victim.job_id in {r.job_id for r in b_runs}
+    # the victim stopped and is pending again in B; its GPU is free
+    gone = next(r for r in held if r.attempt_id == victim.attempt_id)
+    requeued = pending(victim.job_id, "B", attained_gpu_s=3_600.0, submitted_at=0.0)
+    after = cluster(
+        [("n", 16)],
+        queues=queues,
+        pending_jobs=[*jobs, requeued],
+        running_jobs=[r for r in held if r is not gone],
+    )
+    second = _policy().decide(after)
+    assert [(p.job_id, p.gpus) for p in second.placements] == [(1, gone.gpus)]
+    assert second.preemptions == ()
