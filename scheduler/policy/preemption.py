@@ -10,13 +10,14 @@
    holds more than its guarantee and does not drop below it (nor its org, nor any of
    its type guarantees) by losing them.
 2. **Reservations due.** A reservation of the backfill pass (``ctx.extra["reservations"]``)
-   whose ``reserved_at <= now``: its occupiers may be stopped if their queue is at or
-   above its fair share (and keeps its guarantees), and is not the reserved job's own
-   queue: that queue's order put its own running jobs first, stopping one to start
-   another of the same queue is only churn (the pass never counts on it: its own
-   preemptible jobs may not use the reservation, and the timeline does not count its
-   own preemptible attempts as freeing at ``min_runtime_s``). The pass lends a due
-   reservation to no other job, so the GPUs this frees are not borrowed again meanwhile.
+   whose ``reserved_at <= now``, for a job of a queue below its fair share: its
+   occupiers may be stopped if their queue is at or above its fair share (and keeps
+   its guarantees), and is not the reserved job's own queue: that queue's order put
+   its own running jobs first, stopping one to start another of the same queue is only
+   churn (the pass never counts on it: its own preemptible jobs may not use the
+   reservation, and the timeline does not count its own preemptible attempts as
+   freeing at ``min_runtime_s``). The pass lends a due reservation to no other job, so
+   the GPUs this frees are not borrowed again meanwhile.
 
 Never a victim: a non-preemptible attempt, one younger than ``params.min_runtime_s``,
 one already ``stopping``, one chosen for an earlier job of this cycle. Victims are
@@ -33,7 +34,11 @@ so a job whose victims are on their way out causes no new preemption.
 
 Invariant (no preemption cycles): a queue reclaims only up to its guarantee and fair
 share, and a victim's queue keeps at least its guarantee, so no victim's queue can
-in turn reclaim from the queue that just got its GPUs back.
+in turn reclaim from the queue that just got its GPUs back. A due reservation is
+cleared only for a queue below its fair share, from queues at or above theirs: two
+queues at their shares never clear each other's jobs in turn (each clear would give
+the taker more than its share). A due reservation that is not cleared stays its
+holder's (the pass lends it to no one), so its GPUs gather as their occupiers end.
 
 Example: 8 GPUs on one node. ``prod`` (guarantee 4) waits with a 4-GPU job; ``research``
 (guarantee 0) holds all 8 with four 2-GPU jobs. Shares: prod 4, research 4. The two
@@ -363,6 +368,8 @@ class _Run:
             at_share = ledger.over_share(running.queue) >= -EPSILON
             return at_share and ledger.keeps_guarantees(running, job.queue)
 
+        if self.ledger.over_share(job.queue) >= -EPSILON:
+            return  # its queue has its fair share: the occupiers end first
         why = f"to free the GPUs reserved for job {job.job_id}, due now"
         self._free_for(job, self._occupiers(reservation), can_give, why)
 

@@ -158,13 +158,28 @@ def _mixed_occupiers() -> Snapshot:
     )
 
 
-def test_a_due_reservation_preempts_another_queues_borrowers_at_their_share() -> None:
+def test_a_due_reservation_of_a_queue_at_its_share_waits_for_its_occupiers() -> None:
+    # q holds its fair share (4 of 8): stopping other's job, at its share too, would give
+    # q more than its share, and other's next reservation could then stop q's jobs
     snap = _mixed_occupiers()
     first = _policy().decide(snap)
+    assert first.preemptions == ()
+    assert first.placements == ()
+
+
+def test_a_due_reservation_of_a_queue_below_its_share_preempts_another_queues_borrower() -> None:
+    # q lost one of its own jobs (its GPU on n0 is taken by a non-preemptible job of a
+    # third queue): q holds 3 of its share, below it, and other's job on n1 must go
+    snap = _mixed_occupiers()
+    third = running(30, "third", "n0", [3], started_at=OLD, preemptible=False)
+    held = (*(r for r in snap.running if r.job_id != 13), third)
+    queues = (*snap.queues, QueueView("third"))
+    below = replace(snap, running=held, queues=queues)
+    first = _policy().decide(below)
     assert [p.job_id for p in first.preemptions] == [20]  # other's, never q's own
     assert "reserved for job 1" in first.preemptions[0].message
     again = _policy().decide(
-        replace(snap, running=tuple(_stopping(r, {200}) for r in snap.running))
+        replace(below, running=tuple(_stopping(r, {200}) for r in below.running))
     )
     assert again.preemptions == ()  # once: they are on their way out
 
