@@ -12,8 +12,8 @@ Scenarios (``--scenarios``, all by default):
   (default 104 x 8 = 832 GPUs: the trace's busiest week, late October, offers 89 % of
   it, the load of the week on 512 GPUs). On 512 GPUs four of the six weeks from late
   September to October's end offer 112-144 % of the capacity, the backlog grows to
-  thousands of jobs for weeks, and each cycle costs in proportion to it:
-  ``--full-cluster 64x8`` measures that case.
+  a thousand jobs and more, and each cycle costs in proportion to it: the whole trace
+  takes some 16 CPU-minutes there (``--full-cluster 64x8``), 2-3 on 832 GPUs.
 
 Preemption costs ``--restart-overhead-s`` (60) plus the work since the last checkpoint
 (``--checkpoint-interval-s``, 900); ``--free-preemption`` sets both to 0, as the
