@@ -306,7 +306,11 @@ def _owed_first(lanes: list[_Lane], ctx: Context) -> list[PendingJob]:
         owed_gpus: list[int] = []
         others: list[PendingJob] = []
         other_gpus: list[int] = []
-        for job, gpus in zip(lane.jobs, lane.gpus, strict=True):
+        for at, (job, gpus) in enumerate(zip(lane.jobs, lane.gpus, strict=True)):
+            if room < 1.0 - EPSILON:  # no room for any job: the rest as they are
+                others.extend(lane.jobs[at:])
+                other_gpus.extend(lane.gpus[at:])
+                break
             if 0 < gpus <= room + EPSILON:
                 owed.append(job)
                 owed_gpus.append(gpus)

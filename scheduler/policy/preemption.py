@@ -60,7 +60,14 @@ from scheduler.policy.context import Context, Place, Pool, job_kind
 from scheduler.policy.fairshare import guarantee
 from scheduler.policy.holdings import EPSILON, Ledger, Occupancy, may_be_owed
 from scheduler.policy.pool import FreePool
-from scheduler.policy.victims import CanGive, _allocated, _eligible_victims, _Search, _Victim
+from scheduler.policy.victims import (
+    CanGive,
+    _allocated,
+    _eligible_victims,
+    _Search,
+    _Victim,
+    work_at_risk_s,
+)
 
 RECLAIMABLE_WAITS = frozenset({WaitReason.INSUFFICIENT_GPUS, WaitReason.RESERVED})
 _first = itemgetter(0)
@@ -182,14 +189,6 @@ def running_service(ctx: Context, running: RunningJob) -> float:
     """GPU-seconds a running job attained, its current attempt included."""
     elapsed = max(0.0, ctx.snapshot.now - running.started_at)
     return running.attained_gpu_s + elapsed * len(running.gpus)
-
-
-def work_at_risk_s(now: float, running: RunningJob) -> float:
-    """Seconds of work an attempt would lose if stopped now: since its last checkpoint,
-    or since its start when it has none yet."""
-    start, checkpoint = running.started_at, running.last_checkpoint_at
-    since = checkpoint if checkpoint is not None and checkpoint > start else start
-    return max(0.0, now - since)
 
 
 def _service_possible(ctx: Context) -> bool:
@@ -362,14 +361,15 @@ class _Run:
         self._free_for(job, self.victims, can_give, why, ("service", job.queue, own, under_share))
 
     def free_reservation(self, job: PendingJob, reservation: Reservation) -> None:
+        if self.ledger.over_share(job.queue) >= -EPSILON:
+            return  # its queue has its fair share: the occupiers end first
+
         def can_give(ledger: Ledger, running: RunningJob) -> bool:
             if running.queue == job.queue:  # never the reserved job's own queue
                 return False
             at_share = ledger.over_share(running.queue) >= -EPSILON
             return at_share and ledger.keeps_guarantees(running, job.queue)
 
-        if self.ledger.over_share(job.queue) >= -EPSILON:
-            return  # its queue has its fair share: the occupiers end first
         why = f"to free the GPUs reserved for job {job.job_id}, due now"
         self._free_for(job, self._occupiers(reservation), can_give, why)
 

@@ -49,6 +49,14 @@ class _Victim(NamedTuple):  # a tuple: made for every settled attempt, every cyc
 _victim_order = itemgetter(1)  # ``_Victim.key``
 
 
+def work_at_risk_s(now: float, running: RunningJob) -> float:
+    """Seconds of work an attempt would lose if stopped now: since its last checkpoint,
+    or since its start when it has none yet."""
+    start, checkpoint = running.started_at, running.last_checkpoint_at
+    since = checkpoint if checkpoint is not None and checkpoint > start else start
+    return max(0.0, now - since)
+
+
 def _eligible_victims(ctx: Context) -> dict[str, list[_Victim]]:
     """Preemptible, settled, not stopping attempts with GPUs, by queue, in victim order.
 
@@ -66,10 +74,7 @@ def _eligible_victims(ctx: Context) -> dict[str, list[_Victim]]:
             continue
         if not all(map(shown, map(_gpu_key, gpus))):  # checked in C
             continue
-        checkpoint = running.last_checkpoint_at  # since: the later of the two, as ``max``
-        since = checkpoint if checkpoint and checkpoint > started else started
-        lost = now - since
-        lost_gpu_s = (lost if lost > 0.0 else 0.0) * len(gpus)
+        lost_gpu_s = work_at_risk_s(now, running) * len(gpus)
         key = (float(running.priority), lost_gpu_s, running.attempt_id)
         victims = by_queue.get(running.queue)
         if victims is None:

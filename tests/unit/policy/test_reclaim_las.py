@@ -10,7 +10,8 @@ from scheduler.domain.decisions import Preemption
 from scheduler.domain.snapshot import QueueView, Snapshot
 from scheduler.policy.context import PolicyParams
 from scheduler.policy.placement import best_fit
-from scheduler.policy.preemption import reclaim, reclaim_las, work_at_risk_s
+from scheduler.policy.preemption import reclaim, reclaim_las
+from scheduler.policy.victims import work_at_risk_s
 from tests.unit.policy.fair_builders import NOW, all_wait, cluster, context, pending, running
 
 TEAM = QueueView("team")
